@@ -1,0 +1,60 @@
+"""The typer app and the one place that turns an `MdxError` into `error: …` and an exit code.
+
+Stages are imported inside the command functions, so `mdx --help` never imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from mdx.errors import MdxError
+
+console = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class _MdxGroup(TyperGroup):
+    """Catches MdxError once for every command: one line on stderr, exit 1, 2 or 3."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except MdxError as exc:
+            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            raise typer.Exit(getattr(exc, "exit_code", 1)) from None
+        except KeyboardInterrupt:
+            console.print("error: interrupted; nothing half-written was kept (rerun the command)")
+            raise typer.Exit(130) from None
+
+
+app = typer.Typer(
+    cls=_MdxGroup,
+    name="mdx",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Train, quantize, prune and convert a medical image classifier to .tflite, and prove parity at every step.",
+)
+
+
+def not_built(command: str, issue: str) -> None:
+    """Commands listed before they are built say so and exit 2 (usage)."""
+    console.print(f"error: `mdx {command}` is not built yet (tracked in {issue}); see README.md for what works today")
+    raise typer.Exit(2)
+
+
+def log(message: str) -> None:
+    console.print(message, soft_wrap=True)
+
+
+def main() -> None:
+    app(prog_name="mdx")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""Errors the runtime raises. `runtime/` imports no sibling package, so it carries its own small
+hierarchy; `mdx.errors` re-uses these classes so the CLI catches one hierarchy."""
+
+
+class RuntimeHarnessError(Exception):
+    """Base of every error the runtime harness raises on purpose."""
+
+    exit_code = 1
+
+
+class InputDataError(RuntimeHarnessError):
+    """Images, folders or arrays are missing or unusable."""
+
+
+class ModelLoadError(RuntimeHarnessError):
+    """A .tflite model is missing, corrupt, or cannot be loaded by the chosen runtime."""
+
+
+class UsageError(RuntimeHarnessError):
+    """Options are missing or conflict (exit code 2)."""
+
+    exit_code = 2
+
+
+class ToleranceError(RuntimeHarnessError):
+    """A parity tolerance failed (exit code 3)."""
+
+    exit_code = 3

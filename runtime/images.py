@@ -1,0 +1,162 @@
+"""Image decoding and folder-per-class data sets, identical for training and for the harness.
+
+Every image becomes RGB uint8 of the requested square size: grey, 16-bit, palette and RGBA PNGs are
+converted, EXIF orientation is applied, and an unreadable file is refused naming the file.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputDataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+MAX_PIXELS = 100_000_000  # a decompression bomb beyond this is refused, not decoded
+
+
+def _pil():
+    try:
+        from PIL import Image, ImageOps
+    except ImportError:
+        raise InputDataError("reading images needs pillow: pip install pillow") from None
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+    return Image, ImageOps
+
+
+def _to_rgb8(image) -> "np.ndarray":
+    """Any PIL mode -> RGB uint8 array; 16-bit and float greys are rescaled by their full range."""
+    Image, _ = _pil()
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        array = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        grey = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # composite on black: X-ray backgrounds are black, and transparency must not add new content
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def load_image(path: Path, size: int) -> np.ndarray:
+    """Decode `path` to RGB uint8 (size, size, 3), bilinear resize (aspect ratio not kept).
+
+    Raises:
+        InputDataError: the file is missing, not an image, truncated, or too large.
+    """
+    Image, ImageOps = _pil()
+    path = Path(path)
+    if path.suffix.lower() == ".dcm":
+        raise InputDataError(f"{path}: DICOM is not supported by this build; export the image as PNG")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                image = ImageOps.exif_transpose(image)
+                if image.size != (size, size):
+                    image = image.resize((size, size), Image.Resampling.BILINEAR)
+                return _to_rgb8(image)
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: no such file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputDataError(f"{path}: image is larger than {MAX_PIXELS} pixels; downscale it first") from None
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise InputDataError(f"{path}: not a readable image ({exc}); remove or replace the file") from None
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Decoded images (N, size, size, 3) uint8, integer labels, the class names, and where each came from."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    paths: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def list_classes(root: Path) -> tuple[str, ...]:
+    """Sorted class folder names under `root`, which must hold at least two non-empty class folders.
+
+    Raises:
+        InputDataError: `root` is missing, or holds fewer than two classes, or an empty class folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise InputDataError(f"{root}: data folder not found; expected one sub-folder per class")
+    classes = tuple(sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    if len(classes) < 2:
+        raise InputDataError(
+            f"{root}: found {len(classes)} class folder(s) {list(classes)}; expected at least 2 (one sub-folder per class)"
+        )
+    for name in classes:
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in (root / name).iterdir() if f.is_file()):
+            raise InputDataError(f"{root / name}: class folder holds no images ({', '.join(IMAGE_SUFFIXES)}); add images or remove it")
+    return classes
+
+
+def list_images(root: Path, class_names: tuple[str, ...] | None = None) -> tuple[list[Path], np.ndarray, tuple[str, ...]]:
+    """Image paths and labels of a folder-per-class tree; `class_names` fixes the label order.
+
+    Raises:
+        InputDataError: the classes found differ from `class_names`.
+    """
+    root = Path(root)
+    found = list_classes(root)
+    if class_names is not None and tuple(found) != tuple(class_names):
+        raise InputDataError(
+            f"{root}: class folders {list(found)} differ from the model's classes {list(class_names)}; "
+            "make the folders match the classes the model was trained on"
+        )
+    classes = tuple(class_names) if class_names is not None else found
+    paths: list[Path] = []
+    labels: list[int] = []
+    for index, name in enumerate(classes):
+        for file in sorted((root / name).iterdir()):
+            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                paths.append(file)
+                labels.append(index)
+    return paths, np.asarray(labels, dtype=np.int64), classes
+
+
+def load_folder(
+    root: Path,
+    size: int,
+    class_names: tuple[str, ...] | None = None,
+    *,
+    skip_unreadable: bool = True,
+    on_skip=None,
+) -> ImageSet:
+    """Decode every image of a folder-per-class tree.
+
+    Unreadable files are skipped with a warning naming each (via `on_skip(path, reason)`, else
+    `warnings.warn`) when `skip_unreadable`; otherwise the first one raises.
+    """
+    paths, labels, classes = list_images(root, class_names)
+    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    kept: list[int] = []
+    for i, path in enumerate(paths):
+        try:
+            images[len(kept)] = load_image(path, size)
+        except InputDataError as exc:
+            if not skip_unreadable:
+                raise
+            (on_skip or (lambda p, r: warnings.warn(f"skipped {r}", stacklevel=2)))(path, str(exc))
+            continue
+        kept.append(i)
+    if not kept:
+        raise InputDataError(f"{root}: none of the {len(paths)} images could be read")
+    return ImageSet(
+        images=images[: len(kept)],
+        labels=labels[kept],
+        class_names=classes,
+        paths=tuple(str(paths[i]) for i in kept),
+    )
