@@ -33,6 +33,12 @@ def file_facts(path: Path, *, with_gzip: bool = False) -> dict[str, Any]:
     return facts
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write to a temporary name in the same folder, fsync, then rename over `path`."""
     path = Path(path)
@@ -43,6 +49,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        # mkstemp makes 0600 files; artifacts get the permissions an ordinary file would have
+        os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

@@ -1,0 +1,60 @@
+"""`mdx train`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from mdx.cli.app import app, log
+
+DEFAULT_DATA = Path("data/chest_xray")
+
+
+@app.command("train")
+def train_command(
+    data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (optional val/)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder; the model goes to OUT/train/. Default runs/<data name>."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT/train/."),
+    backbone: str = typer.Option("mobilenet_v2", help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or efficientnet_b0."),
+    weights: str = typer.Option("bundled", help="bundled (ImageNet .tflite in data/), imagenet (Keras download), none, or a .tflite/.keras/.h5 file."),
+    head: str = typer.Option("gap", help="gap (GAP + Dense(128) + Dropout) or flatten (Flatten + Dense)."),
+    input_size: int = typer.Option(224, help="Square input size in pixels."),
+    alpha: float = typer.Option(1.0, help="Backbone width multiplier (the bundled weights are alpha 1.0)."),
+    epochs_frozen: int = typer.Option(2, help="Epochs with the backbone frozen."),
+    epochs_finetune: int = typer.Option(3, help="Epochs fine-tuning the top blocks."),
+    finetune_blocks: int = typer.Option(4, help="How many top backbone blocks fine-tune in phase 2."),
+    batch_size: int = typer.Option(32),
+    lr: float = typer.Option(1e-3, help="Adam learning rate, phase 1."),
+    lr_finetune: float = typer.Option(1e-4, help="Adam learning rate, phase 2."),
+    val_fraction: float = typer.Option(0.1, help="Share of train/ carved out for validation when there is no val/."),
+    class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights", help="Weight classes by inverse frequency."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
+    zoom: float = typer.Option(0.1),
+    shear: float = typer.Option(0.1),
+    rotation: float = typer.Option(10.0, help="Maximum rotation in degrees."),
+    brightness: float = typer.Option(0.1),
+    patience: int = typer.Option(3, help="Early stopping patience on validation AUC."),
+    max_images_per_class: int = typer.Option(0, help="Use at most this many images per class and split (0 = all)."),
+    strategy: str = typer.Option("default", help="default, mirrored or multiworker (tf.distribute; TF_CONFIG for workers)."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Train a MobileNetV2 transfer-learning classifier on a folder-per-class data set."""
+    from mdx.train.config import Augmentation, TrainConfig
+
+    config = TrainConfig(
+        input_size=input_size, alpha=alpha, backbone=backbone, weights=weights, head=head, batch_size=batch_size,
+        epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
+        lr_finetune=lr_finetune, val_fraction=val_fraction, class_weights=class_weights, patience=patience, seed=seed,
+        max_images_per_class=max_images_per_class, strategy=strategy,
+        augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, shear=shear, rotation_degrees=rotation,
+                                  brightness=brightness),
+    )
+    from mdx.train.fit import train
+
+    run = out if out is not None else Path("runs") / data_dir.resolve().name
+    result = train(data_dir, config, run / "train", overwrite=overwrite, log=log)
+    test = result.metrics.get("test")
+    summary = (f"  test accuracy {test['accuracy']['value']:.3f}  AUC {test['auc']['value']:.3f}" if test else "")
+    log(f"train: saved {result.model_path} in {result.wall_seconds:.0f} s{summary}")

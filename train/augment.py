@@ -1,0 +1,49 @@
+"""Training-time augmentation on uint8 batches: flip, zoom, shear, rotation (one affine warp) and brightness."""
+
+from __future__ import annotations
+
+import math
+
+from mdx.train.config import Augmentation
+from mdx.train.keras_shim import tf
+
+
+def _affine_params(batch: int, size: int, aug: Augmentation, seed_pair) -> "tf.Tensor":
+    """Per-image output->input affine maps about the image centre, as ImageProjectiveTransformV3 wants."""
+    seeds = tf.random.experimental.stateless_split(seed_pair, 4)
+    angle = tf.random.stateless_uniform([batch], seeds[0], -1.0, 1.0) * (aug.rotation_degrees * math.pi / 180.0)
+    zoom = 1.0 + tf.random.stateless_uniform([batch], seeds[1], -aug.zoom, aug.zoom)
+    shear = tf.random.stateless_uniform([batch], seeds[2], -aug.shear, aug.shear)
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    # A = R(angle) @ [[1, shear], [0, 1]] @ zoom
+    a00, a01 = cos * zoom, (cos * shear - sin) * zoom
+    a10, a11 = sin * zoom, (sin * shear + cos) * zoom
+    centre = (size - 1) / 2.0
+    a02 = centre - a00 * centre - a01 * centre
+    a12 = centre - a10 * centre - a11 * centre
+    zeros = tf.zeros([batch])
+    return tf.stack([a00, a01, a02, a10, a11, a12, zeros, zeros], axis=1)
+
+
+def augment_batch(images: "tf.Tensor", aug: Augmentation, seed_pair) -> "tf.Tensor":
+    """uint8/float (B, S, S, 3) pixels in [0, 255] -> augmented float32 pixels in [0, 255]."""
+    images = tf.cast(images, tf.float32)
+    batch, size = tf.shape(images)[0], images.shape[1]
+    seeds = tf.random.experimental.stateless_split(seed_pair, 3)
+    if aug.horizontal_flip:
+        flip = tf.random.stateless_uniform([batch], seeds[0]) < 0.5
+        images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
+    if aug.zoom or aug.shear or aug.rotation_degrees:
+        transforms = _affine_params(batch, size, aug, seeds[1])
+        images = tf.raw_ops.ImageProjectiveTransformV3(
+            images=images,
+            transforms=transforms,
+            output_shape=tf.constant([size, size], dtype=tf.int32),
+            fill_value=0.0,
+            interpolation="BILINEAR",
+            fill_mode="CONSTANT",
+        )
+    if aug.brightness:
+        factor = 1.0 + tf.random.stateless_uniform([batch, 1, 1, 1], seeds[2], -aug.brightness, aug.brightness)
+        images = tf.clip_by_value(images * factor, 0.0, 255.0)
+    return images

@@ -1,0 +1,79 @@
+"""The training configuration: one frozen dataclass, validated on creation, stored in every record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mdx.config import ConfigBase, require
+
+BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
+HEADS = ("gap", "flatten")
+STRATEGIES = ("default", "mirrored", "multiworker")
+# "bundled" = the ImageNet MobileNetV2 .tflite carried in data/; "imagenet" = Keras' own download.
+WEIGHT_CHOICES = ("bundled", "imagenet", "none")
+
+
+@dataclass(frozen=True)
+class Augmentation(ConfigBase):
+    """Random training-time transforms as in the seed papers; 0 disables one."""
+
+    horizontal_flip: bool = True
+    zoom: float = 0.1
+    shear: float = 0.1
+    rotation_degrees: float = 10.0
+    brightness: float = 0.1
+
+    def __post_init__(self) -> None:
+        for name in ("zoom", "shear", "brightness"):
+            value = getattr(self, name)
+            require(0.0 <= value < 1.0, f"augmentation {name}={value} must be in [0, 1)")
+        require(0.0 <= self.rotation_degrees <= 180.0, f"augmentation rotation_degrees={self.rotation_degrees} must be in [0, 180]")
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigBase):
+    """Everything that decides a training run. `weights` is one of WEIGHT_CHOICES or a file path."""
+
+    input_size: int = 224
+    alpha: float = 1.0
+    backbone: str = "mobilenet_v2"
+    weights: str = "bundled"
+    head: str = "gap"
+    dense_units: int = 128
+    dropout: float = 0.3
+    batch_size: int = 32
+    epochs_frozen: int = 2
+    epochs_finetune: int = 3
+    finetune_blocks: int = 4
+    lr_frozen: float = 1e-3
+    lr_finetune: float = 1e-4
+    val_fraction: float = 0.1
+    class_weights: bool = True
+    patience: int = 3
+    seed: int = 0
+    max_images_per_class: int = 0
+    strategy: str = "default"
+    augmentation: Augmentation = Augmentation()
+    bootstrap: int = 1000
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augmentation, dict):
+            object.__setattr__(self, "augmentation", Augmentation.from_dict(self.augmentation))
+        require(32 <= self.input_size <= 1024, f"input_size={self.input_size} must be from 32 to 1024")
+        require(self.backbone in BACKBONES, f"backbone {self.backbone!r} is not one of {list(BACKBONES)}")
+        require(self.head in HEADS, f"head {self.head!r} is not one of {list(HEADS)}")
+        require(self.strategy in STRATEGIES, f"strategy {self.strategy!r} is not one of {list(STRATEGIES)}")
+        require(0.0 < self.alpha <= 1.4, f"alpha={self.alpha} must be in (0, 1.4]")
+        require(self.batch_size >= 1, f"batch_size={self.batch_size} must be at least 1")
+        require(self.epochs_frozen >= 0 and self.epochs_finetune >= 0, "epochs must not be negative")
+        require(self.epochs_frozen + self.epochs_finetune >= 1, "train at least one epoch (epochs_frozen + epochs_finetune >= 1)")
+        require(0.0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction} must be in (0, 0.5)")
+        require(0.0 <= self.dropout < 1.0, f"dropout={self.dropout} must be in [0, 1)")
+        require(self.finetune_blocks >= 0, f"finetune_blocks={self.finetune_blocks} must not be negative")
+        require(self.max_images_per_class >= 0, "max_images_per_class must not be negative (0 = all)")
+        require(self.bootstrap >= 0, "bootstrap must not be negative")
+
+    def to_dict(self) -> dict:
+        data = super().to_dict()
+        data["augmentation"] = self.augmentation.to_dict()
+        return data

@@ -1,0 +1,108 @@
+"""Training data: a folder-per-class tree decoded once (by the runtime's own decoder, so training,
+calibration and on-device evaluation see identical pixels), a seeded stratified validation split,
+and tf.data pipelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from mdx.errors import DataError
+from mdx.runtime.images import ImageSet, list_classes, load_folder
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: ImageSet
+    val: ImageSet
+    test: ImageSet | None
+    class_names: tuple[str, ...]
+    train_dir: Path
+    val_dir: Path | None
+    test_dir: Path | None
+
+
+def _subset(data: ImageSet, index: np.ndarray) -> ImageSet:
+    return ImageSet(
+        images=data.images[index],
+        labels=data.labels[index],
+        class_names=data.class_names,
+        paths=tuple(data.paths[i] for i in index),
+    )
+
+
+def stratified_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
+    """Split off `fraction` of every class (at least one image each), seeded."""
+    rng = np.random.default_rng(seed)
+    held: list[int] = []
+    for label in range(len(data.class_names)):
+        members = np.flatnonzero(data.labels == label)
+        if members.size < 2:
+            raise DataError(
+                f"class {data.class_names[label]!r} has {members.size} image(s); at least 2 are needed to carve a validation split"
+            )
+        take = max(1, int(round(members.size * fraction)))
+        held.extend(rng.choice(members, size=take, replace=False).tolist())
+    held_index = np.sort(np.asarray(held))
+    kept_index = np.setdiff1d(np.arange(len(data)), held_index)
+    return _subset(data, kept_index), _subset(data, held_index)
+
+
+def cap_per_class(data: ImageSet, limit: int, seed: int) -> ImageSet:
+    """Keep at most `limit` images per class (0 = all), seeded: for quick runs and tests."""
+    if limit <= 0:
+        return data
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label in range(len(data.class_names)):
+        members = np.flatnonzero(data.labels == label)
+        keep.extend(rng.choice(members, size=min(limit, members.size), replace=False).tolist())
+    return _subset(data, np.sort(np.asarray(keep)))
+
+
+def load_splits(
+    data_dir: Path,
+    *,
+    size: int,
+    val_fraction: float,
+    seed: int,
+    max_images_per_class: int = 0,
+    on_skip: Callable[[Path, str], None] | None = None,
+) -> Splits:
+    """Decode `data_dir/train` (and `val`, `test` when present) with one class order.
+
+    Raises:
+        DataError: no train/ folder, fewer than two classes, or class folders that differ between splits.
+    """
+    data_dir = Path(data_dir)
+    train_dir = data_dir / "train"
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data folder not found; expected DATA/train/<class>/ (and DATA/test/<class>/)")
+    if not train_dir.is_dir():
+        raise DataError(f"{data_dir}: no train/ folder; expected DATA/train/<class>/*.jpg, one sub-folder per class")
+    classes = list_classes(train_dir)
+    optional = {name: data_dir / name for name in ("val", "test") if (data_dir / name).is_dir()}
+    for name, folder in optional.items():
+        found = list_classes(folder)
+        if found != classes:
+            raise DataError(
+                f"{folder}: class folders {list(found)} differ from train/'s {list(classes)}; every split needs the same class folders"
+            )
+    train = cap_per_class(load_folder(train_dir, size, classes, on_skip=on_skip), max_images_per_class, seed)
+    if "val" in optional:
+        val = cap_per_class(load_folder(optional["val"], size, classes, on_skip=on_skip), max_images_per_class, seed)
+    else:
+        train, val = stratified_split(train, val_fraction, seed)
+    test = None
+    if "test" in optional:
+        test = cap_per_class(load_folder(optional["test"], size, classes, on_skip=on_skip), max_images_per_class, seed)
+    return Splits(train, val, test, classes, train_dir, optional.get("val"), optional.get("test"))
+
+
+def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:
+    """Inverse-frequency weights that average to 1 over the samples (the chest X-rays are 1:3)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    return {i: float(len(labels) / (n_classes * c)) if c else 0.0 for i, c in enumerate(counts)}
