@@ -2,13 +2,66 @@
 
 from __future__ import annotations
 
-from mdx.cli.app import app, not_built
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from mdx.cli.app import app, log, not_built, out as stdout
+from mdx.cli.commands_fit import DEFAULT_DATA
 
 
 @app.command("pipeline")
-def pipeline_command() -> None:
+def pipeline_command(
+    data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/."),
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder: train/, convert/<variant>/, evaluate/, bench/, summary."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    train_config: Optional[Path] = typer.Option(None, "--train-config", help="JSON file of TrainConfig values (see `mdx train --help`)."),
+    epochs_frozen: Optional[int] = typer.Option(None, help="Override the training config's epochs with the backbone frozen."),
+    epochs_finetune: Optional[int] = typer.Option(None, help="Override the training config's fine-tuning epochs."),
+    max_images_per_class: Optional[int] = typer.Option(None, help="Use at most this many images per class and split (quick runs)."),
+    input_size: Optional[int] = typer.Option(None, help="Override the input size."),
+    variants: str = typer.Option("int8", help="Comma-separated variants besides fp32: fp16, dynamic, int8, int8-fallback."),
+    threads: str = typer.Option("1", help="Thread counts to time, comma-separated."),
+) -> None:
     """Train, convert (fp32 + int8), evaluate and time on a data set, end to end; prints one table."""
-    not_built("pipeline", "issue 2")
+    from mdx.errors import ConfigError
+    from mdx.pipeline import PipelineConfig, run_pipeline
+    from mdx.train.config import TrainConfig
+
+    base: dict = {}
+    if train_config is not None:
+        try:
+            base = json.loads(train_config.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"--train-config {train_config}: not a readable JSON file ({exc})") from None
+    overrides = {"epochs_frozen": epochs_frozen, "epochs_finetune": epochs_finetune,
+                 "max_images_per_class": max_images_per_class, "input_size": input_size}
+    for key, value in overrides.items():
+        if value is not None:
+            if key in base and base[key] != value:
+                raise ConfigError(f"--{key.replace('_', '-')} {value} conflicts with {key}={base[key]} in {train_config}; give one")
+            base[key] = value
+    config = TrainConfig.from_dict(base)
+    try:
+        thread_counts = tuple(int(t) for t in threads.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(f"--threads {threads!r} must be comma-separated integers, e.g. 1,2") from None
+    pipeline = PipelineConfig(variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
+                              bench_threads=thread_counts)
+    result = run_pipeline(data_dir, config, pipeline, out, overwrite=overwrite, log=log)
+
+    table = Table(title=f"mdx pipeline: {data_dir} -> {out}")
+    for column in ("variant", "size (MB)", "x FP32", "p50 latency (ms)", "accuracy", "AUC", "agreement w/ FP32"):
+        table.add_column(column, justify="left" if column == "variant" else "right")
+    for row in result.rows:
+        table.add_row(row.variant, f"{row.bytes / 1e6:.2f}", f"{row.ratio_to_fp32:.2f}", f"{row.p50_ms:.2f}",
+                      f"{row.accuracy:.3f}", "-" if row.auc is None else f"{row.auc:.3f}", f"{row.agreement_with_fp32:.3f}")
+    stdout.print(table)
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in result.stage_seconds.items())
+    log(f"pipeline: done in {sum(result.stage_seconds.values()):.0f} s ({stages}); summary in {out / 'summary.md'}")
 
 
 @app.command("report")

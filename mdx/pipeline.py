@@ -1,0 +1,153 @@
+"""The end-to-end run behind `mdx pipeline`: train -> convert (fp32 + int8) -> evaluate -> bench -> table.
+
+Each stage writes its own folder with its record; the pipeline adds `summary.json`, `summary.md` and
+its own `record.json` that point at them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from mdx.config import ConfigBase, require
+from mdx.errors import ArtifactError
+from mdx.records import write_record
+from mdx.runtime.files import atomic_write_json, atomic_write_text
+from mdx.variants import Quantization
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PipelineConfig(ConfigBase):
+    """Which variants beyond fp32, how to time them, and the bootstrap size of the CIs."""
+
+    variants: tuple[str, ...] = (Quantization.INT8.value,)
+    bench_threads: tuple[int, ...] = (1,)
+    bench_runs: int = 50
+    bench_warmup: int = 5
+    bootstrap: int = 1000
+
+    def __post_init__(self) -> None:
+        names = [q.value for q in Quantization]
+        for variant in self.variants:
+            require(variant in names, f"variant {variant!r} is not one of {names}")
+        require(all(t >= 1 for t in self.bench_threads), f"bench threads {list(self.bench_threads)} must be >= 1")
+        require(self.bench_runs >= 1 and self.bench_warmup >= 0, "bench runs must be >= 1 and warmup >= 0")
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    variant: str
+    bytes: int
+    ratio_to_fp32: float
+    p50_ms: float
+    accuracy: float
+    auc: float | None
+    sensitivity: float | None
+    specificity: float | None
+    agreement_with_fp32: float
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    folder: Path
+    rows: tuple[VariantRow, ...]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"folder": str(self.folder), "rows": [row.__dict__ for row in self.rows],
+                "stage_seconds": self.stage_seconds}
+
+
+def _value(metrics: dict[str, Any], name: str) -> float | None:
+    entry = metrics.get(name)
+    return None if entry is None else float(entry["value"])
+
+
+def summary_markdown(result: PipelineResult) -> str:
+    lines = ["| variant | size (MB) | x FP32 | p50 latency (ms) | accuracy | AUC | sensitivity | specificity | top-1 agreement with FP32 |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in result.rows:
+        lines.append(f"| {r.variant} | {r.bytes / 1e6:.2f} | {r.ratio_to_fp32:.2f} | {r.p50_ms:.2f} | {r.accuracy:.3f} | "
+                     f"{r.auc if r.auc is None else format(r.auc, '.3f')} | {r.sensitivity:.3f} | {r.specificity:.3f} | "
+                     f"{r.agreement_with_fp32:.3f} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out: Path, *,
+                 overwrite: bool = False, log: Log = lambda message: None) -> PipelineResult:
+    """Train on `data_dir`, convert to fp32 and the requested variants, evaluate each on test/, time each.
+
+    Raises:
+        ArtifactError: `out` exists and `overwrite` is false, or the data set has no test/ split.
+        (and whatever the stages raise: DataError, ConfigError, ConversionError, ...)
+    """
+    import numpy as np
+
+    from mdx.convert.convert import ConvertConfig, convert
+    from mdx.runtime.bench import BenchConfig, bench
+    from mdx.runtime.evaluate import EvaluateConfig, evaluate
+    from mdx.train.fit import train
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ArtifactError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    if not (Path(data_dir) / "test").is_dir():
+        raise ArtifactError(f"{data_dir}: no test/ split; the pipeline evaluates every variant on DATA/test/<class>/")
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    trained = train(data_dir, train_config, out / "train", overwrite=overwrite, log=log)
+    seconds["train"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    converted = convert(out, ConvertConfig(variants=tuple(Quantization(v) for v in config.variants), overwrite=overwrite),
+                        on_log=log)
+    seconds["convert"] = time.perf_counter() - started
+
+    test_dir = Path(data_dir) / "test"
+    evaluations, timings = {}, {}
+    started = time.perf_counter()
+    for variant in converted.variants:
+        name = variant.variant.value
+        result = evaluate(variant.model_path, test_dir,
+                          EvaluateConfig(threshold=trained.threshold, n_boot=config.bootstrap))
+        result.save(out / "evaluate" / name, overwrite=overwrite)
+        evaluations[name] = result
+        log(f"evaluate: {name} accuracy {result.metrics['accuracy']['value']:.3f}  AUC {result.metrics['auc']['value']:.3f}"
+            f"  on {len(result.labels)} test images ({result.runtime.package} {result.runtime.version})")
+    seconds["evaluate"] = time.perf_counter() - started
+    started = time.perf_counter()
+    for variant in converted.variants:
+        name = variant.variant.value
+        timing = bench(variant.model_path, BenchConfig(threads=config.bench_threads, runs=config.bench_runs,
+                                                       warmup=config.bench_warmup))
+        timing.save(out / "bench" / f"{name}.json")
+        timings[name] = timing
+    seconds["bench"] = time.perf_counter() - started
+
+    fp32_probs = evaluations[Quantization.FP32.value].probs
+    fp32_bytes = converted.variants[0].bytes
+    rows = []
+    for variant in converted.variants:
+        name = variant.variant.value
+        metrics = evaluations[name].metrics
+        agreement = float(np.mean(evaluations[name].probs.argmax(1) == fp32_probs.argmax(1)))
+        rows.append(VariantRow(
+            variant=name, bytes=variant.bytes, ratio_to_fp32=round(variant.bytes / fp32_bytes, 4),
+            p50_ms=round(timings[name].timings[0].p50_ms, 3), accuracy=_value(metrics, "accuracy") or 0.0,
+            auc=_value(metrics, "auc"), sensitivity=_value(metrics, "sensitivity"),
+            specificity=_value(metrics, "specificity"), agreement_with_fp32=agreement,
+        ))
+    result = PipelineResult(folder=out, rows=tuple(rows), stage_seconds={k: round(v, 1) for k, v in seconds.items()})
+    atomic_write_json(out / "summary.json", result.to_dict())
+    atomic_write_text(out / "summary.md", summary_markdown(result))
+    outputs = [out / "summary.json", out / "summary.md"]
+    write_record(out, stage="pipeline", config={"data_dir": str(data_dir), "train": train_config.to_dict(),
+                                                 **config.to_dict()},
+                 inputs=[], outputs=outputs, metrics=result.to_dict(), wall_seconds=sum(seconds.values()),
+                 extra={"stages": {"train": "train/record.json",
+                                   **{f"convert/{r.variant}": f"convert/{r.variant}/record.json" for r in rows}}})
+    return result
