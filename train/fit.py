@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from mdx.errors import ArtifactError
 from mdx.records import staged_dir, write_record
 from mdx.runtime.files import atomic_write_json, atomic_write_text
 from mdx.runtime.images import ImageSet
@@ -90,12 +91,14 @@ def train(
     """
     started = time.perf_counter()
     data_dir = Path(data_dir)
+    if Path(out).exists() and not overwrite:  # refuse before minutes of decoding, as staged_dir would after
+        raise ArtifactError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
+    splits = load_splits(data_dir, size=config.input_size, val_fraction=config.val_fraction, seed=config.seed,
+                         max_images_per_class=config.max_images_per_class,
+                         on_skip=lambda path, reason: log(f"warning: skipped {reason}"))
     with staged_dir(out, overwrite=overwrite) as staging:
         keras.utils.set_random_seed(config.seed)
         preprocessing = preprocessing_for(config)
-        splits = load_splits(data_dir, size=config.input_size, val_fraction=config.val_fraction, seed=config.seed,
-                             max_images_per_class=config.max_images_per_class,
-                             on_skip=lambda path, reason: log(f"warning: skipped {reason}"))
         n_classes = len(splits.class_names)
         log(f"train: {len(splits.train)} train / {len(splits.val)} validation / "
             f"{len(splits.test) if splits.test else 0} test images, classes {list(splits.class_names)}")

@@ -2,16 +2,114 @@
 
 from __future__ import annotations
 
-from mdx.cli.app import app, not_built
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mdx.cli.app import app, console, log, out
+from mdx.errors import ConfigError
+
+
+def _floats(option: str, text: str | None) -> tuple[float, ...] | None:
+    """'127.5' or '123.7,116.3,103.5' -> floats; the config checks the count."""
+    if text is None:
+        return None
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{option} {text!r} is not a number or three comma-separated numbers (R,G,B)") from None
 
 
 @app.command("convert")
-def convert_command() -> None:
+def convert_command(
+    source: Annotated[
+        Path, typer.Argument(help="A run folder (RUN/train/record.json) or a model: .keras, .h5, SavedModel folder.")
+    ],
+    fp16: Annotated[bool, typer.Option("--fp16", help="Add float16 weights.")] = False,
+    dynamic: Annotated[
+        bool, typer.Option("--dynamic", help="Add dynamic-range (int8 weights, float activations).")
+    ] = False,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Add full-integer int8 (calibrated; int8 input/output).")
+    ] = False,
+    int8_fallback: Annotated[
+        bool, typer.Option("--int8-fallback", help="Add int8 with float fallback ops and float io.")
+    ] = False,
+    all_variants: Annotated[
+        bool, typer.Option("--all", help="Add every variant: fp16, dynamic, int8, int8-fallback.")
+    ] = False,
+    io: Annotated[
+        str | None, typer.Option("--io", help="Input/output type of the int8 variant: int8 (default) or uint8.")
+    ] = None,
+    calibration_count: Annotated[
+        int | None, typer.Option(help="Calibration images (default 200), stratified by class.")
+    ] = None,
+    calibration_dir: Annotated[
+        Path | None, typer.Option(help="Folder-per-class calibration images (default: the run's training split).")
+    ] = None,
+    size: Annotated[int | None, typer.Option(help="Model file only: input size in pixels.")] = None,
+    mean: Annotated[str | None, typer.Option(help="Model file only: pixel mean, one value or R,G,B.")] = None,
+    std: Annotated[str | None, typer.Option(help="Model file only: pixel std, one value or R,G,B.")] = None,
+    labels: Annotated[Path | None, typer.Option(help="Model file only: labels file, one class per line.")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="Refuse a variant that would not load on this runtime, e.g. tflite-runtime-2.14.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Output folder (default for a run: RUN/convert).")
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing variant folders.")] = False,
+) -> None:
     """Convert a trained model to .tflite variants: fp32 (always), fp16, dynamic, int8, int8-fallback."""
-    not_built("convert", "issue 4")
+    from mdx.convert.convert import ConvertConfig, convert
+    from mdx.variants import Quantization
+
+    chosen = {
+        Quantization.FP16: fp16,
+        Quantization.DYNAMIC: dynamic,
+        Quantization.INT8: int8,
+        Quantization.INT8_FALLBACK: int8_fallback,
+    }
+    if all_variants and any(chosen.values()):
+        flags = ", ".join(f"--{q.value}" for q, on in chosen.items() if on)
+        raise ConfigError(f"--all already includes {flags}; pass one or the other")
+    variants = tuple(q for q, on in chosen.items() if on or all_variants)
+    config = ConvertConfig(
+        variants=variants,
+        io=io,
+        calibration_count=calibration_count,
+        calibration_dir=calibration_dir,
+        size=size,
+        mean=_floats("--mean", mean),
+        std=_floats("--std", std),
+        labels_file=labels,
+        target=target,
+        out=out_dir,
+        overwrite=overwrite,
+    )
+    with console.status("converting (TensorFlow)…"):
+        result = convert(source, config, on_log=log)
+    out.print(str(result.out))
 
 
 @app.command("export")
-def export_command() -> None:
+def export_command(
+    target: Annotated[str, typer.Argument(help="Where to export: android (the only target so far).")],
+    run_dir: Annotated[Path, typer.Argument(help="A run folder with convert/<variant>/ and train/record.json.")],
+    variant: Annotated[
+        str, typer.Option("--variant", help="Variant to export: fp32, fp16, dynamic, int8, int8-fallback.")
+    ] = "int8",
+    app_dir: Annotated[Path, typer.Option("--app", help="The Android demo app folder.")] = Path("android_demo"),
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace the app's exported assets and golden vectors.")
+    ] = False,
+) -> None:
     """Export a variant with its labels and golden vectors into the Android demo app."""
-    not_built("export", "issue 8")
+    from mdx.export_android import ExportConfig, export_android
+
+    if target != "android":
+        raise ConfigError(f"export target {target!r} is unknown; the only target is android (mdx export android RUN)")
+    config = ExportConfig(variant=variant, app=app_dir, overwrite=overwrite)
+    with console.status("exporting to the Android app…"):
+        result = export_android(run_dir, config, on_log=log)
+    out.print(str(result.assets), soft_wrap=True)

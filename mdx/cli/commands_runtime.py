@@ -1,29 +1,209 @@
-"""`mdx evaluate`, `mdx predict`, `mdx bench`, `mdx check` — thin wrappers over `mdx.runtime`."""
+"""`mdx evaluate`, `mdx predict`, `mdx bench`, `mdx check` — thin wrappers over `mdx.runtime`.
+
+A .keras model (predict, or the reference of check) is run by `mdx.train.predict_keras`, imported
+inside the command so `mdx --help` never imports TensorFlow. Errors are raised; the app prints them.
+"""
 
 from __future__ import annotations
 
-from mdx.cli.app import app, not_built
+import importlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich import box
+from rich.table import Table
+
+from mdx.cli.app import app, log, out
+from mdx.errors import ConfigError, MdxError, ParityError
+
+RUNTIME_HELP = "Interpreter: auto (ai-edge-litert, then tflite-runtime, then tensorflow.lite), litert, tflite-runtime or tf."
+
+
+def _print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """The title on its own line (a long rich title would widen every column), then the table."""
+    table = Table(*headers, box=box.SIMPLE_HEAD)
+    for row in rows:
+        table.add_row(*row)
+    out.print(title, soft_wrap=True)
+    out.print(table)
+
+
+def _keras_module() -> Any:
+    """`mdx.train.predict_keras`, or a clear error when this build lacks it."""
+    try:
+        predict_keras = importlib.import_module("mdx.train.predict_keras")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("mdx.train.predict_keras", "mdx.train"):
+            raise
+        raise MdxError(
+            "running a .keras model needs mdx.train.predict_keras, which this build does not have; "
+            "convert the model to .tflite (`mdx convert`) and pass that instead"
+        ) from None
+    return predict_keras
+
+
+def _is_keras(path: Path) -> bool:
+    """A .keras/.h5 file, or a stage folder holding model.keras / model.h5."""
+    if path.is_dir():
+        return any((path / name).is_file() for name in ("model.keras", "model.h5"))
+    return path.suffix in (".keras", ".h5")
+
+
+def _keras_model(path: Path) -> tuple[Path, Callable[[Any], Any]]:
+    """(the model file, inputs -> probabilities) for a Keras model file or stage folder."""
+    module = _keras_module()
+    model_file = module.resolve_keras_model(path)
+    return model_file, lambda inputs: module.predict_proba_keras(model_file, inputs)
+
+
+def _config(runtime: str, threads: int | None, no_xnnpack: bool, size: int | None, mean: str | None,
+            std: str | None, labels: str | None, **extra: Any):
+    from mdx.runtime.cli import parse_floats, parse_labels
+    from mdx.runtime.evaluate import EvaluateConfig
+
+    return EvaluateConfig(runtime=runtime, threads=threads, xnnpack=not no_xnnpack, size=size,
+                          mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"), labels=parse_labels(labels),
+                          **extra)
+
+
+def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
+    if path is not None:
+        from mdx.runtime.files import atomic_write_json
+
+        atomic_write_json(path, payload)
+        log(f"wrote {path}")
 
 
 @app.command("evaluate")
-def evaluate_command() -> None:
+def evaluate_command(
+    model: Path = typer.Argument(..., help=".tflite model."),
+    data: Path = typer.Argument(..., help="Folder with one sub-folder per class, or an .npz with inputs and labels."),
+    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+    threads: int | None = typer.Option(None, help="Interpreter threads (default: the runtime's)."),
+    no_xnnpack: bool = typer.Option(False, "--no-xnnpack", help="Run without the default XNNPACK delegate."),
+    workers: int = typer.Option(1, help="Interpreters run in parallel threads."),
+    size: int | None = typer.Option(None, help="Input size (default: record.json beside the model)."),
+    mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
+    std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
+    labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
+    threshold: float | None = typer.Option(None, help="Binary: P(positive) at or above it is positive (default 0.5)."),
+    positive_class: str | None = typer.Option(None, help="Binary: the positive class (default: the second label)."),
+    n_boot: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs (0: none)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
+) -> None:
     """Accuracy, sensitivity, specificity, F1, AUC with CIs of a .tflite model on a data folder."""
-    not_built("evaluate", "issue 6")
+    from mdx.runtime.cli import metric_rows
+    from mdx.runtime.evaluate import evaluate
+
+    config = _config(runtime, threads, no_xnnpack, size, mean, std, labels, workers=workers, threshold=threshold,
+                     positive_class=positive_class, n_boot=n_boot)
+    result = evaluate(model, data, config)
+    m = result.metrics
+    for skipped in result.data["skipped"]:
+        log(f"skipped {skipped['reason']}")
+    title = (f"{model.name}: {m['n']} samples, {result.runtime}, threshold {m['threshold']}, "
+             f"positive {m['positive_class']}")
+    _print_table(title, ("metric", "value", "95% CI"), metric_rows(m))
+    out.print(f"confusion matrix (rows true, columns predicted; {', '.join(m['classes'])}): {m['confusion_matrix']}")
+    _write_json(json_out, result.to_dict())
 
 
 @app.command("predict")
-def predict_command() -> None:
+def predict_command(
+    model: Path = typer.Argument(..., help=".tflite or .keras model."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
+    top: int = typer.Option(1, help="How many classes to show per image."),
+    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+    size: int | None = typer.Option(None, help="Input size (default: record.json beside the model)."),
+    mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
+    std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the predictions as JSON here."),
+) -> None:
     """Top-K classes with probabilities for images, with a .tflite or .keras model."""
-    not_built("predict", "issue 6")
+    from mdx.runtime.model_info import check_class_count, load_model_info
+    from mdx.runtime.predict import PredictResult, load_inputs, predict_images, top_k
+
+    config = _config(runtime, None, False, size, mean, std, labels)
+    if _is_keras(model):
+        top_k([[0.0]], ("",), top)  # refuse a bad --top before loading TensorFlow
+        model_file, predict_proba = _keras_model(model)
+        info = load_model_info(model_file, config.preprocessing_overrides(), config.labels)
+        if info.preprocessing is None:  # load_model_info requires it here; this narrows the type
+            raise ConfigError("no preprocessing; pass --size, --mean and --std")
+        probs = predict_proba(load_inputs(images, info.preprocessing))
+        check_class_count(info, probs.shape[1], model_file)
+        rows = top_k(probs, info.labels, top)
+        result = PredictResult(str(model), None, info.labels, tuple(str(p) for p in images), tuple(map(tuple, rows)))
+    else:
+        result = predict_images(model, images, config, top)
+    table_rows = [(path, ", ".join(f"{label} {p:.4f}" for label, p in best)) for path, best in zip(result.paths, result.top)]
+    _print_table(f"{model.name}" + (f", {result.runtime}" if result.runtime else ""), ("image", f"top {top}"), table_rows)
+    _write_json(json_out, result.to_dict())
 
 
 @app.command("bench")
-def bench_command() -> None:
+def bench_command(
+    model: Path = typer.Argument(..., help=".tflite model."),
+    threads: str = typer.Option("1", help="Thread counts to time, e.g. 1,2,4."),
+    warmup: int = typer.Option(5, help="Untimed invokes before timing."),
+    runs: int = typer.Option(50, help="Timed invokes (at least)."),
+    min_seconds: float = typer.Option(0.0, help="Keep timing until at least this long."),
+    no_xnnpack: bool = typer.Option(False, "--no-xnnpack", help="Run without the default XNNPACK delegate."),
+    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
+) -> None:
     """Latency (init, first invoke, p50/p90/p99), peak RSS and size of a .tflite model on this machine."""
-    not_built("bench", "issue 6")
+    from mdx.runtime.bench import BenchConfig, bench
+    from mdx.runtime.cli import BENCH_HEADERS, bench_rows, parse_threads
+
+    config = BenchConfig(threads=parse_threads(threads), warmup=warmup, runs=runs, min_seconds=min_seconds,
+                         xnnpack=not no_xnnpack, runtime=runtime)
+    result = bench(model, config).to_dict()
+    facts = result["model"]
+    title = (f"{model.name}: latency in ms, {facts['bytes']} bytes ({facts['gzip_bytes']} gzipped), {result['runtime']['package']} "
+             f"{result['runtime']['version']}, peak RSS {result['peak_rss_mb']} MB")
+    _print_table(title, BENCH_HEADERS, bench_rows(result))
+    _write_json(json_out, result)
 
 
 @app.command("check")
-def check_command() -> None:
+def check_command(
+    candidate: Path = typer.Argument(..., help=".tflite model under test."),
+    data: Path = typer.Argument(..., help="Folder with one sub-folder per class, or an .npz with inputs and labels."),
+    reference: Path = typer.Option(..., "--reference", help="The model it must match: .tflite or .keras."),
+    max_acc_drop: float = typer.Option(1.0, help="Largest accuracy drop allowed, in percentage points."),
+    max_auc_drop: float = typer.Option(0.01, help="Largest ROC AUC drop allowed."),
+    min_agreement: float = typer.Option(0.98, help="Smallest fraction of samples with the same predicted class."),
+    max_prob_diff: float | None = typer.Option(None, help="Largest absolute probability difference allowed."),
+    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+    size: int | None = typer.Option(None, help="Input size (default: record.json beside the candidate)."),
+    mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
+    std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
+    labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
+    n_boot: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs (0: none)."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
+) -> None:
     """Parity gate: a candidate model against its reference; exits 3 when a tolerance fails."""
-    not_built("check", "issue 6")
+    from mdx.runtime.check import check
+    from mdx.runtime.cli import parity_rows
+    from mdx.runtime.parity import Tolerances
+
+    tolerances = Tolerances(max_acc_drop_pt=max_acc_drop, max_auc_drop=max_auc_drop, min_agreement=min_agreement,
+                            max_prob_diff=max_prob_diff)
+    config = _config(runtime, None, False, size, mean, std, labels, n_boot=n_boot)
+    reference_predict = None
+    if _is_keras(reference):
+        reference, reference_predict = _keras_model(reference)
+    result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict)
+    title = f"{candidate.name} vs {reference.name}: {result.parity.n} samples, {result.runtime}"
+    _print_table(title, ("metric", "reference", "candidate", "delta"), parity_rows(result.parity.to_dict()))
+    if result.parity.flips:
+        out.print("flips (reference -> candidate): " + ", ".join(
+            f"{a} -> {b}: {n}" for a, row in result.parity.flips.items() for b, n in row.items()))
+    _write_json(json_out, result.to_dict())
+    if not result.passed:
+        raise ParityError(result.parity.summary())
+    log(result.parity.summary())

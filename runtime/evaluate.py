@@ -1,0 +1,273 @@
+"""Evaluate a .tflite classifier on labelled data: metrics with CIs, and which runtime produced them.
+
+DATA is a folder-per-class tree (decoded and preprocessed here, class folders must match the model's
+labels) or an .npz with `inputs` (already preprocessed float32, N x H x W x C) and `labels` (class
+indices, or class names), optionally `class_names`.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .classifier import OUTPUT_KINDS, TfliteClassifier
+from .configs import JsonConfig, check_threads
+from .errors import InputDataError, UsageError
+from .files import atomic_write_bytes, atomic_write_json, file_facts
+from .images import load_folder
+from .interpreter import RUNTIMES, RuntimeInfo, validate_model_file
+from .machine import machine_facts
+from .metrics import classification_metrics
+from .model_info import ModelInfo, check_class_count, load_model_info
+from .preprocess import Preprocessing
+
+RESULT_NAME = "evaluation.json"
+PREDICTIONS_NAME = "predictions.npz"
+
+
+@dataclass(frozen=True)
+class EvaluateConfig(JsonConfig):
+    """How to run and score a model. `size`/`mean`/`std`/`labels` override what is found beside the model.
+
+    `workers` > 1 runs that many interpreters in threads, each on a slice of the data (the
+    interpreter releases the GIL while it invokes); `threads` is per interpreter.
+    """
+
+    runtime: str = "auto"
+    threads: int | None = None
+    xnnpack: bool = True
+    batch_size: int = 32
+    workers: int = 1
+    size: int | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    labels: tuple[str, ...] | None = None
+    threshold: float | None = None
+    positive_class: str | None = None
+    n_boot: int = 1000
+    seed: int = 0
+    skip_unreadable: bool = True
+    outputs: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise UsageError(f"runtime {self.runtime!r} is unknown; choose one of {', '.join(RUNTIMES)}")
+        check_threads(self.threads)
+        check_threads(self.batch_size, "batch_size")
+        check_threads(self.workers, "workers")
+        if self.outputs not in OUTPUT_KINDS:
+            raise UsageError(f"outputs={self.outputs!r} is unknown; choose one of {', '.join(OUTPUT_KINDS)}")
+        if not isinstance(self.n_boot, int) or self.n_boot < 0:
+            raise UsageError(f"n_boot={self.n_boot!r} is invalid; expected an integer >= 0 (0 disables the CIs)")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise UsageError(f"threshold={self.threshold} is invalid; expected a probability in [0, 1]")
+        # validate size/mean/std now (defaults fill the ones not given): a bad value fails before any work
+        Preprocessing.from_dict({"size": 224, "mean": (0.0,) * 3, "std": (1.0,) * 3, **self.preprocessing_overrides()})
+        if self.labels is not None:
+            object.__setattr__(self, "labels", tuple(str(label) for label in self.labels))
+        for name in ("mean", "std"):  # lists from JSON or callers become tuples: the config stays hashable
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
+
+    def preprocessing_overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in (("size", self.size), ("mean", self.mean), ("std", self.std)) if v is not None}
+
+    def classifier(self, model_path: Path) -> TfliteClassifier:
+        return TfliteClassifier(model_path, runtime=self.runtime, threads=self.threads, xnnpack=self.xnnpack,
+                                batch_size=self.batch_size, outputs=self.outputs)
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """Preprocessed float32 inputs, class indices, class names, and facts about where they came from."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    paths: tuple[str, ...]
+    facts: dict[str, Any]
+
+
+def _load_npz(path: Path, class_names: tuple[str, ...]) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError) as exc:
+        raise InputDataError(f"{path}: not a readable .npz ({exc}); write it with numpy.savez") from None
+    missing = [key for key in ("inputs", "labels") if key not in arrays]
+    if missing:
+        raise InputDataError(f"{path}: lacks {missing} (holds {sorted(arrays)}); expected 'inputs' and 'labels'")
+    if "class_names" in arrays and tuple(str(c) for c in arrays["class_names"]) != class_names:
+        raise InputDataError(
+            f"{path}: class_names {[str(c) for c in arrays['class_names']]} differ from the model's classes "
+            f"{list(class_names)}; pass matching --labels or rebuild the .npz"
+        )
+    labels = arrays["labels"]
+    if labels.dtype.kind in "US":
+        unknown = sorted(set(labels.tolist()) - set(class_names))
+        if unknown:
+            raise InputDataError(f"{path}: labels {unknown[:5]} are not among the model's classes {list(class_names)}")
+        labels = np.asarray([class_names.index(str(v)) for v in labels], dtype=np.int64)
+    if labels.ndim != 1 or labels.dtype.kind not in "iu" or len(labels) != len(arrays["inputs"]):
+        raise InputDataError(
+            f"{path}: labels {labels.shape} {labels.dtype} must be 1-D integers, one per input ({len(arrays['inputs'])} inputs)"
+        )
+    if len(labels) == 0:
+        raise InputDataError(f"{path}: holds no samples; expected at least one input")
+    if labels.min() < 0 or labels.max() >= len(class_names):
+        raise InputDataError(f"{path}: labels must be 0..{len(class_names) - 1} for classes {list(class_names)}")
+    facts = {"path": str(path), "kind": "npz", "n": len(labels), "skipped": []}
+    return Dataset(arrays["inputs"], labels.astype(np.int64), class_names, (), facts)
+
+
+def load_data(data: Path, info: ModelInfo, *, skip_unreadable: bool = True) -> Dataset:
+    """Read DATA (folder-per-class tree or .npz) into preprocessed inputs and labels in the model's class order.
+
+    Raises:
+        InputDataError: DATA is missing, empty, unreadable, or its classes differ from `info.labels`.
+    """
+    path = Path(data)
+    if path.is_file() and is_npz(path):
+        return _load_npz(path, info.labels)
+    if not path.exists():
+        raise InputDataError(f"{path}: data not found; expected a folder with one sub-folder per class, or an .npz")
+    if not path.is_dir():
+        raise InputDataError(f"{path}: expected a folder with one sub-folder per class, or an .npz file")
+    if info.preprocessing is None:
+        raise UsageError(f"{path}: decoding images needs the preprocessing; pass --size, --mean and --std")
+    skipped: list[dict[str, str]] = []
+    images = load_folder(path, info.preprocessing.size, info.labels, skip_unreadable=skip_unreadable,
+                         on_skip=lambda p, reason: skipped.append({"path": str(p), "reason": reason}))
+    facts = {"path": str(path), "kind": "folder", "n": len(images), "skipped": skipped}
+    return Dataset(info.preprocessing.normalize(images.images), images.labels, images.class_names, images.paths, facts)
+
+
+def predict_parallel(first: TfliteClassifier, inputs: np.ndarray, config: EvaluateConfig) -> np.ndarray:
+    """Probabilities for `inputs`, split over `config.workers` interpreters (one per thread)."""
+    workers = min(config.workers, len(inputs))
+    if workers <= 1:
+        return first.predict_proba(inputs)
+    classifiers = [first] + [config.classifier(first.model_path) for _ in range(workers - 1)]
+    slices = np.array_split(inputs, workers)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        raw = list(pool.map(lambda pair: pair[0].predict_raw(pair[1]), zip(classifiers, slices)))
+    return first.to_probabilities(np.concatenate(raw))
+
+
+def resolve_model_info(model_path: Path, config: EvaluateConfig, classifier: TfliteClassifier, *,
+                       need_preprocessing: bool = True) -> ModelInfo:
+    """The model's labels and preprocessing, checked against its number of classes and input size.
+
+    Raises:
+        UsageError: labels or preprocessing are unknown, or do not fit the model.
+        ModelLoadError: the files beside the model are unreadable or disagree.
+    """
+    info = load_model_info(model_path, config.preprocessing_overrides(), config.labels,
+                           need_preprocessing=need_preprocessing)
+    check_class_count(info, classifier.num_classes, model_path)
+    size = classifier.input_shape[0]
+    if need_preprocessing and info.preprocessing is not None and info.preprocessing.size != size:
+        raise UsageError(
+            f"preprocessing size {info.preprocessing.size} ({info.source}) differs from {model_path}'s input "
+            f"{size}x{classifier.input_shape[1]}; pass --size {size}"
+        )
+    return info
+
+
+def is_npz(data: Path) -> bool:
+    """An .npz holds preprocessed inputs: no preprocessing is needed to read it."""
+    return Path(data).suffix == ".npz"
+
+
+def positive_index(info: ModelInfo, config: EvaluateConfig) -> int | None:
+    if config.positive_class is None:
+        return None
+    if config.positive_class not in info.labels:
+        raise UsageError(f"positive class {config.positive_class!r} is not one of the model's classes {list(info.labels)}")
+    return info.labels.index(config.positive_class)
+
+
+@dataclass(frozen=True, eq=False)
+class EvaluationResult:
+    """Metrics of one model on one data set, with the model's hash, the runtime, and the probabilities."""
+
+    model: dict[str, Any]
+    runtime: RuntimeInfo
+    data: dict[str, Any]
+    model_info: ModelInfo
+    config: EvaluateConfig
+    metrics: dict[str, Any]
+    output_kind: str
+    seconds: float
+    machine: dict[str, Any] = field(default_factory=machine_facts)
+    probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32), repr=False)
+    labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
+    paths: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stage": "evaluate",
+            "model": self.model,
+            "runtime": self.runtime.to_dict(),
+            "data": self.data,
+            "model_info": self.model_info.to_dict(),
+            "config": self.config.to_dict(),
+            "outputs": self.output_kind,
+            "metrics": self.metrics,
+            "inference_seconds": round(self.seconds, 4),
+            "machine": self.machine,
+        }
+
+    def save(self, folder: Path, *, overwrite: bool = False) -> Path:
+        """Write `evaluation.json` and `predictions.npz` (probs, labels, paths, class_names) into `folder`.
+
+        Raises:
+            UsageError: the files exist and `overwrite` is false.
+        """
+        folder = Path(folder)
+        target = folder / RESULT_NAME
+        if target.exists() and not overwrite:
+            raise UsageError(f"{target} already exists; pass --overwrite to replace it, or choose another folder")
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, probs=self.probs, labels=self.labels, paths=np.asarray(self.paths, dtype=str),
+                            class_names=np.asarray(self.model_info.labels, dtype=str))
+        atomic_write_bytes(folder / PREDICTIONS_NAME, buffer.getvalue())
+        return atomic_write_json(target, self.to_dict())
+
+
+def evaluate(model_path: Path, data: Path, config: EvaluateConfig = EvaluateConfig()) -> EvaluationResult:
+    """Run `model_path` on DATA and score it.
+
+    Raises:
+        ModelLoadError: the model cannot be loaded.
+        InputDataError: DATA is missing, empty, or its classes differ from the model's labels.
+        UsageError: preprocessing or labels are unknown or inconsistent with the model.
+    """
+    model_path = validate_model_file(model_path)
+    classifier = config.classifier(model_path)
+    info = resolve_model_info(model_path, config, classifier, need_preprocessing=not is_npz(data))
+    dataset = load_data(data, info, skip_unreadable=config.skip_unreadable)
+    started = time.perf_counter()
+    probs = predict_parallel(classifier, dataset.inputs, config)
+    seconds = time.perf_counter() - started
+    metrics = classification_metrics(dataset.labels, probs, info.labels, config.threshold,
+                                     positive_index(info, config), config.n_boot, config.seed)
+    return EvaluationResult(
+        model={**file_facts(model_path), **classifier.describe()},
+        runtime=classifier.runtime,
+        data=dataset.facts,
+        model_info=info,
+        config=config,
+        metrics=metrics,
+        output_kind=str(classifier.output_kind),
+        seconds=seconds,
+        probs=probs,
+        labels=dataset.labels,
+        paths=dataset.paths,
+    )

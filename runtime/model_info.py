@@ -1,0 +1,198 @@
+"""What a model needs besides its weights: the preprocessing that makes its inputs, and its class labels.
+
+Contract with the convert stage: each variant folder holds `model.tflite`, `labels.txt` (one label per
+line) and `record.json` with `"preprocessing": {"size", "mean", "std"}` and `"labels": [...]`. They are
+read from beside the model. Explicit arguments win over anything found; the sources found must agree
+with each other; and when nothing is found the user is told which options to pass. Nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError, UsageError
+from .preprocess import Preprocessing
+
+RECORD_NAME = "record.json"
+LABELS_NAME = "labels.txt"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Preprocessing (None only when not required), class labels, and where each came from."""
+
+    preprocessing: Preprocessing | None
+    labels: tuple[str, ...]
+    source: str
+    labels_source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
+            "labels": list(self.labels),
+            "source": self.source,
+        }
+
+
+def read_labels_file(path: Path) -> tuple[str, ...]:
+    """Labels from a text file, one per line; blank lines and surrounding spaces are dropped.
+
+    Raises:
+        UsageError: the file is missing or holds no label, or a label repeats.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"{path}: labels file not found; pass a text file with one label per line")
+    labels = tuple(line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    return _check_labels(labels, str(path))
+
+
+def _check_labels(labels: Sequence[str], where: str) -> tuple[str, ...]:
+    labels = tuple(str(label) for label in labels)
+    if not labels:
+        raise UsageError(f"{where}: no labels found; expected one label per class")
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise UsageError(f"{where}: label(s) {repeated} appear more than once; each class needs its own label")
+    return labels
+
+
+def read_embedded_metadata(model_path: Path) -> dict[str, Any] | None:
+    """Preprocessing and labels stored inside the .tflite (TFLite metadata), or None.
+
+    Hook for the metadata work (not built yet): return {"preprocessing": {...}, "labels": [...]} with
+    either key optional, read from the model's metadata buffer. Until then models carry none.
+    """
+    return None
+
+
+def _read_record(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{path}: not valid JSON ({exc}); restore it or rerun the stage that wrote it") from None
+    if not isinstance(record, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object; restore it or rerun the stage that wrote it")
+    return record
+
+
+def _found_sources(model_path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(source name, {"preprocessing"?, "labels"?}) for every source beside or inside the model."""
+    folder = Path(model_path).parent
+    found: list[tuple[str, dict[str, Any]]] = []
+    embedded = read_embedded_metadata(model_path)
+    if embedded:
+        found.append(("model metadata", embedded))
+    record = _read_record(folder / RECORD_NAME)
+    if record is not None:
+        found.append((str(folder / RECORD_NAME), {k: record[k] for k in ("preprocessing", "labels") if k in record}))
+    if (folder / LABELS_NAME).is_file():
+        found.append((str(folder / LABELS_NAME), {"labels": read_labels_file(folder / LABELS_NAME)}))
+    return found
+
+
+def _agreed(found: list[tuple[str, dict[str, Any]]], key: str, parse) -> tuple[Any, str] | None:
+    """The value of `key` that every source holding it agrees on, with its source(s); None if none holds it."""
+    values = [(source, parse(data[key], source)) for source, data in found if data.get(key) is not None]
+    if not values:
+        return None
+    first_source, first = values[0]
+    for source, value in values[1:]:
+        if value != first:
+            raise ModelLoadError(
+                f"{key} differ: {first_source} says {_show(first)}, {source} says {_show(value)}; "
+                f"fix the stale one, or pass --{'labels' if key == 'labels' else 'size/--mean/--std'} explicitly"
+            )
+    return first, " + ".join(source for source, _ in values)
+
+
+def _show(value: Any) -> str:
+    return str(value.to_dict()) if isinstance(value, Preprocessing) else str(list(value))
+
+
+def _parse_preprocessing(data: Any, source: str) -> Preprocessing:
+    if not isinstance(data, Mapping):
+        raise ModelLoadError(f"{source}: preprocessing must be an object with size, mean, std; got {data!r}")
+    missing = [key for key in ("size", "mean", "std") if key not in data]
+    if missing:
+        raise ModelLoadError(f"{source}: preprocessing lacks {missing}; expected size, mean and std")
+    return Preprocessing.from_dict(dict(data))
+
+
+def load_model_info(
+    model_path: Path,
+    preprocessing: Preprocessing | Mapping[str, Any] | None = None,
+    labels: Sequence[str] | None = None,
+    *,
+    need_preprocessing: bool = True,
+) -> ModelInfo:
+    """Preprocessing and labels for `model_path`: explicit arguments, else what is found beside or in it.
+
+    Args:
+        model_path: the model (.tflite, or any model file whose folder follows the contract).
+        preprocessing: a full Preprocessing (wins whole), or a partial mapping of size/mean/std
+            overriding only those fields of what is found.
+        labels: class labels (win over labels.txt / record.json).
+        need_preprocessing: False when the inputs are already preprocessed (an .npz); then a missing
+            preprocessing is None instead of an error.
+
+    Raises:
+        UsageError: nothing gives the preprocessing (or the labels); names the options to pass.
+        ModelLoadError: a sidecar file is unreadable, or two sources disagree.
+    """
+    found = _found_sources(Path(model_path))
+    sources: list[str] = []
+    if labels is not None:
+        label_tuple = _check_labels(labels, "--labels")
+        labels_source = "arguments"
+    else:
+        agreed = _agreed(found, "labels", lambda v, s: _check_labels(v, s))
+        if agreed is None:
+            raise UsageError(
+                f"no labels for {model_path}: no {LABELS_NAME} or {RECORD_NAME} beside it; "
+                "pass --labels (a file with one label per line, or NAME,NAME,...)"
+            )
+        label_tuple, labels_source = agreed
+    sources.append(f"labels: {labels_source}")
+    resolved: Preprocessing | None
+    if isinstance(preprocessing, Preprocessing):
+        resolved = preprocessing
+        sources.append("preprocessing: arguments")
+    else:
+        overrides = {k: v for k, v in dict(preprocessing or {}).items() if v is not None}
+        agreed = _agreed(found, "preprocessing", _parse_preprocessing)
+        if agreed is not None:
+            base, where = agreed
+            resolved = Preprocessing.from_dict({**base.to_dict(), **overrides})
+            sources.append(f"preprocessing: {where}" + (f" with {sorted(overrides)} from arguments" if overrides else ""))
+        elif {"size", "mean", "std"} <= set(overrides):
+            resolved = Preprocessing.from_dict(overrides)
+            sources.append("preprocessing: arguments")
+        elif need_preprocessing or overrides:
+            missing = [key for key in ("size", "mean", "std") if key not in overrides]
+            raise UsageError(
+                f"no preprocessing for {model_path}: no {RECORD_NAME} with it beside the model; "
+                f"pass {' '.join('--' + m for m in missing)} (e.g. --size 224 --mean 127.5,127.5,127.5 --std 127.5,127.5,127.5)"
+            )
+        else:
+            resolved = None
+    return ModelInfo(preprocessing=resolved, labels=label_tuple, source="; ".join(sources), labels_source=labels_source)
+
+
+def check_class_count(info: ModelInfo, num_classes: int, model_path: Path) -> None:
+    """Refuse labels that do not match the model's number of outputs.
+
+    Raises:
+        UsageError: len(info.labels) differs from `num_classes`.
+    """
+    if len(info.labels) != num_classes:
+        raise UsageError(
+            f"{model_path} outputs {num_classes} classes but {len(info.labels)} labels were given "
+            f"{list(info.labels)} (from {info.labels_source or info.source}); pass --labels with {num_classes} labels"
+        )

@@ -1,0 +1,100 @@
+"""`mdx pipeline` and `mdx train` end to end on a small real subset, and their one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mdx.cli import app
+from mdx.records import read_record
+
+pytestmark = pytest.mark.tf
+runner = CliRunner()
+
+TINY = {"input_size": 32, "alpha": 0.35, "weights": "none", "epochs_frozen": 1, "epochs_finetune": 1,
+        "batch_size": 8, "bootstrap": 50, "val_fraction": 0.25}
+
+
+def _one_line_error(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert "Traceback" not in output
+    assert lines and lines[-1].startswith("error:") or any(l.startswith("error:") for l in lines)
+    return " ".join(lines)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory, xray_subset) -> tuple[Path, Path, str]:
+    data = xray_subset(8)
+    config = tmp_path_factory.mktemp("cfg") / "train.json"
+    config.write_text(json.dumps(TINY))
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = runner.invoke(app, ["pipeline", str(data), "--out", str(out), "--train-config", str(config)])
+    return data, out, result.output + (repr(result.exception) if result.exit_code else "")
+
+
+def test_pipeline_tiny_run_prints_table_with_fp32_and_int8(tiny_run) -> None:
+    _, out, output = tiny_run
+    assert "fp32" in output and "int8" in output, output
+    assert re.search(r"int8\s.*0\.[0-9]{2}\s", output), output  # a size ratio below 1 next to int8
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {row["variant"]: row for row in summary["rows"]}
+    assert set(rows) == {"fp32", "int8"}
+    assert rows["int8"]["bytes"] < rows["fp32"]["bytes"]
+    assert rows["fp32"]["p50_ms"] > 0 and 0.0 <= rows["int8"]["accuracy"] <= 1.0
+
+
+def test_pipeline_tiny_run_every_stage_recorded_and_hash_checked(tiny_run) -> None:
+    _, out, _ = tiny_run
+    train = read_record(out / "train")
+    assert train["stage"] == "train" and train["labels"] == ["NORMAL", "PNEUMONIA"]
+    assert train["preprocessing"] == {"size": 32, "mean": [127.5] * 3, "std": [127.5] * 3}
+    for variant in ("fp32", "int8"):
+        record = read_record(out / "convert" / variant)
+        assert record["outputs"][0]["sha256"]
+        assert (out / "evaluate" / variant / "evaluation.json").is_file()
+        assert (out / "bench" / f"{variant}.json").is_file()
+    assert read_record(out)["stage"] == "pipeline"
+    assert not list(out.rglob(".*partial*"))
+
+
+def test_pipeline_existing_run_without_overwrite_refused(tiny_run) -> None:
+    data, out, _ = tiny_run
+    result = runner.invoke(app, ["pipeline", str(data), "--out", str(out)])
+    assert result.exit_code == 1
+    assert "already exists; pass --overwrite" in _one_line_error(result.output)
+
+
+def test_train_missing_data_folder_one_line_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", str(tmp_path / "nowhere"), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "nowhere: data folder not found" in _one_line_error(result.output)
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_single_class_one_line_error(tmp_path: Path, xray_subset) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(xray_subset(8), data)
+    shutil.rmtree(data / "train" / "NORMAL")
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 1
+    assert "found 1 class folder(s) ['PNEUMONIA']; expected at least 2" in _one_line_error(result.output)
+
+
+def test_train_classes_differ_between_splits_one_line_error(tmp_path: Path, xray_subset) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(xray_subset(8), data)
+    (data / "test" / "NORMAL").rename(data / "test" / "HEALTHY")
+    result = runner.invoke(app, ["train", str(data), "--out", str(tmp_path / "run"), "--weights", "none"])
+    assert result.exit_code == 1
+    assert "differ from train/'s ['NORMAL', 'PNEUMONIA']" in _one_line_error(result.output)
+
+
+def test_train_bad_option_exit_code_two(tmp_path: Path, xray_subset) -> None:
+    result = runner.invoke(app, ["train", str(xray_subset(8)), "--out", str(tmp_path / "r"), "--head", "mlp"])
+    assert result.exit_code == 2
+    assert "head 'mlp' is not one of" in _one_line_error(result.output)

@@ -1,0 +1,42 @@
+"""TrainConfig validates on creation, round-trips to JSON, and rejects unknown keys (no TensorFlow)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mdx.errors import ConfigError
+from mdx.train.config import Augmentation, TrainConfig
+
+
+def test_train_config_round_trip_equal() -> None:
+    config = TrainConfig(input_size=160, head="flatten", augmentation=Augmentation(zoom=0.2))
+    again = TrainConfig.from_dict(json.loads(config.to_json()))
+    assert again == config
+
+
+def test_train_config_unknown_key_refused() -> None:
+    with pytest.raises(ConfigError, match=r"unknown TrainConfig key\(s\) \['epoch'\]"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"backbone": "resnet50"}, "backbone 'resnet50' is not one of"),
+        ({"head": "mlp"}, "head 'mlp' is not one of"),
+        ({"val_fraction": 0.7}, r"val_fraction=0.7 must be in \(0, 0.5\)"),
+        ({"epochs_frozen": 0, "epochs_finetune": 0}, "train at least one epoch"),
+        ({"input_size": 8}, "input_size=8 must be from 32 to 1024"),
+        ({"strategy": "tpu"}, "strategy 'tpu' is not one of"),
+    ],
+)
+def test_train_config_bad_value_refused(values: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**values)
+
+
+def test_augmentation_out_of_range_refused() -> None:
+    with pytest.raises(ConfigError, match=r"augmentation zoom=1.5 must be in \[0, 1\)"):
+        Augmentation(zoom=1.5)
