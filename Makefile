@@ -20,7 +20,7 @@ demo: install
 	$(BIN)/mdx pipeline data/chest_xray --out runs/demo --overwrite
 
 test: install
-	cd tests && ../$(BIN)/pytest -c ../pyproject.toml --rootdir .. ..
+	$(BIN)/pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info runs

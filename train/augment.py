@@ -1,4 +1,4 @@
-"""Training-time augmentation on uint8 batches: flip, zoom, shear, rotation (one affine warp) and brightness."""
+"""Training-time augmentation on uint8 batches: flip, zoom, shear, rotation (one affine warp), brightness, contrast."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def augment_batch(images: "tf.Tensor", aug: Augmentation, seed_pair) -> "tf.Tens
     """uint8/float (B, S, S, 3) pixels in [0, 255] -> augmented float32 pixels in [0, 255]."""
     images = tf.cast(images, tf.float32)
     batch, size = tf.shape(images)[0], images.shape[1]
-    seeds = tf.random.experimental.stateless_split(seed_pair, 3)
+    seeds = tf.random.experimental.stateless_split(seed_pair, 4)
     if aug.horizontal_flip:
         flip = tf.random.stateless_uniform([batch], seeds[0]) < 0.5
         images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
@@ -46,4 +46,8 @@ def augment_batch(images: "tf.Tensor", aug: Augmentation, seed_pair) -> "tf.Tens
     if aug.brightness:
         factor = 1.0 + tf.random.stateless_uniform([batch, 1, 1, 1], seeds[2], -aug.brightness, aug.brightness)
         images = tf.clip_by_value(images * factor, 0.0, 255.0)
+    if aug.contrast:
+        factor = 1.0 + tf.random.stateless_uniform([batch, 1, 1, 1], seeds[3], -aug.contrast, aug.contrast)
+        mean = tf.reduce_mean(images, axis=[1, 2, 3], keepdims=True)
+        images = tf.clip_by_value((images - mean) * factor + mean, 0.0, 255.0)
     return images

@@ -22,9 +22,10 @@ class Augmentation(ConfigBase):
     shear: float = 0.1
     rotation_degrees: float = 10.0
     brightness: float = 0.1
+    contrast: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("zoom", "shear", "brightness"):
+        for name in ("zoom", "shear", "brightness", "contrast"):
             value = getattr(self, name)
             require(0.0 <= value < 1.0, f"augmentation {name}={value} must be in [0, 1)")
         require(0.0 <= self.rotation_degrees <= 180.0, f"augmentation rotation_degrees={self.rotation_degrees} must be in [0, 180]")
@@ -49,6 +50,7 @@ class TrainConfig(ConfigBase):
     lr_finetune: float = 1e-4
     val_fraction: float = 0.1
     class_weights: bool = True
+    label_smoothing: float = 0.0
     patience: int = 3
     seed: int = 0
     max_images_per_class: int = 0
@@ -72,6 +74,7 @@ class TrainConfig(ConfigBase):
         require(self.finetune_blocks >= 0, f"finetune_blocks={self.finetune_blocks} must not be negative")
         require(self.max_images_per_class >= 0, "max_images_per_class must not be negative (0 = all)")
         require(self.bootstrap >= 0, "bootstrap must not be negative")
+        require(0.0 <= self.label_smoothing < 0.5, f"label_smoothing={self.label_smoothing} must be in [0, 0.5)")
 
     def to_dict(self) -> dict:
         data = super().to_dict()

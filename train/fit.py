@@ -55,11 +55,12 @@ def _predict(model: "keras.Model", data: ImageSet, config: TrainConfig) -> np.nd
     return model.predict(dataset.map(lambda x, y: x), verbose=0).astype(np.float32)
 
 
-def _fit_phase(model, strategy, learning_rate, train_ds, val_ds, epochs, initial_epoch, total, steps, weights, log, patience):
+def _fit_phase(model, strategy, learning_rate, train_ds, val_ds, epochs, initial_epoch, total, steps, weights, log, patience,
+               label_smoothing):
     with strategy.scope():
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.CategoricalCrossentropy(),
+            loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
         )
     callbacks = [
@@ -125,7 +126,7 @@ def train(
                 unfrozen = unfreeze_top_blocks(backbone, blocks)
                 log(f"train: fine-tuning the top {blocks} blocks ({unfrozen} layers) at lr {learning_rate:g}")
             phase = _fit_phase(model, strategy, learning_rate, train_ds, val_ds, epochs, done, total, steps, weights,
-                               log, config.patience)
+                               log, config.patience, config.label_smoothing)
             for key, values in phase.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
             done += len(phase.get("loss", []))
@@ -180,6 +181,7 @@ def train(
                                "test": len(splits.test) if splits.test else 0},
                 },
                 "epochs_run": done,
+                "replicas": strategy.num_replicas_in_sync,
             },
         )
     final = Path(out)

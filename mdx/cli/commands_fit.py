@@ -35,6 +35,8 @@ def train_command(
     shear: float = typer.Option(0.1),
     rotation: float = typer.Option(10.0, help="Maximum rotation in degrees."),
     brightness: float = typer.Option(0.1),
+    contrast: float = typer.Option(0.0),
+    label_smoothing: float = typer.Option(0.0, help="Cross-entropy label smoothing."),
     patience: int = typer.Option(3, help="Early stopping patience on validation AUC."),
     max_images_per_class: int = typer.Option(0, help="Use at most this many images per class and split (0 = all)."),
     strategy: str = typer.Option("default", help="default, mirrored or multiworker (tf.distribute; TF_CONFIG for workers)."),
@@ -47,9 +49,9 @@ def train_command(
         input_size=input_size, alpha=alpha, backbone=backbone, weights=weights, head=head, batch_size=batch_size,
         epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
         lr_finetune=lr_finetune, val_fraction=val_fraction, class_weights=class_weights, patience=patience, seed=seed,
-        max_images_per_class=max_images_per_class, strategy=strategy,
+        max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
         augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, shear=shear, rotation_degrees=rotation,
-                                  brightness=brightness),
+                                  brightness=brightness, contrast=contrast),
     )
     from mdx.train.fit import train
 

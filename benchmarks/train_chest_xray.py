@@ -1,0 +1,68 @@
+"""Full-size training on the bundled chest X-rays: test accuracy/AUC with CIs and wall time, for the
+bundled ImageNet weights and (with --with-random-init) for random init, so the value of the import is measured.
+
+    .venv/bin/python benchmarks/train_chest_xray.py [--config benchmarks/configs/train_full.json] [--with-random-init]
+
+Writes benchmarks/results/<hostname>/train_chest_xray.json (and the runs under runs/bench-train-*).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+from mdx.runtime.files import atomic_write_json
+from mdx.runtime.machine import RELEVANT_PACKAGES, machine_facts, package_versions
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _summary(metrics: dict) -> dict:
+    keep = ("accuracy", "sensitivity", "specificity", "f1", "auc")
+    return {name: metrics[name] for name in keep if metrics.get(name)} | {"threshold": metrics.get("threshold")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=REPO / "data" / "chest_xray")
+    parser.add_argument("--config", type=Path, default=REPO / "benchmarks" / "configs" / "train_full.json")
+    parser.add_argument("--with-random-init", action="store_true", help="Also train from random init.")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs")
+    args = parser.parse_args()
+
+    from mdx.train.config import TrainConfig
+    from mdx.train.fit import train
+
+    base = json.loads(args.config.read_text())
+    settings = {"bundled": base}
+    if args.with_random_init:
+        settings["none"] = {**base, "weights": "none"}
+    results = {}
+    for name, values in settings.items():
+        config = TrainConfig.from_dict(values)
+        started = time.perf_counter()
+        result = train(args.data, config, args.runs / f"bench-train-{name}" / "train", overwrite=True, log=print)
+        results[name] = {
+            "config": config.to_dict(),
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "test": _summary(result.metrics["test"]),
+            "test_at_argmax": _summary(result.metrics["test_at_argmax"]),
+            "validation": _summary(result.metrics["validation"]),
+            "run": str(result.folder),
+        }
+        test = result.metrics["test"]
+        print(f"{name}: test accuracy {test['accuracy']['value']:.3f} {test['accuracy']['ci95']}  "
+              f"AUC {test['auc']['value']:.3f} {test['auc']['ci95']}  in {results[name]['wall_seconds']:.0f} s")
+    out = REPO / "benchmarks" / "results" / platform.node() / "train_chest_xray.json"
+    atomic_write_json(out, {"benchmark": "train_chest_xray", "command": "python benchmarks/train_chest_xray.py "
+                            + " ".join(f"{a}" for a in ("--with-random-init",) if args.with_random_init),
+                            "results": results, "versions": package_versions(RELEVANT_PACKAGES),
+                            "machine": machine_facts()})
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

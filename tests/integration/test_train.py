@@ -1,0 +1,112 @@
+"""The train stage on small real subsets: records, thresholds, backbones, bad images, MirroredStrategy."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mdx.records import read_record
+from mdx.train.config import Augmentation, TrainConfig
+
+pytestmark = pytest.mark.tf
+
+TINY = dict(input_size=32, alpha=0.35, weights="none", epochs_frozen=1, epochs_finetune=1, batch_size=8,
+            bootstrap=20, val_fraction=0.25)
+
+
+def test_train_tiny_run_writes_model_labels_threshold_and_record(tmp_path: Path, xray_subset) -> None:
+    from mdx.train.fit import train
+
+    lines: list[str] = []
+    result = train(xray_subset(8), TrainConfig(**TINY), tmp_path / "train", log=lines.append)
+    record = read_record(tmp_path / "train")
+    assert {p["path"] for p in record["outputs"]} >= {"model.keras", "labels.txt", "metrics.json", "history.json",
+                                                      "training_curves.png", "roc.png", "confusion_matrix.png"}
+    assert record["labels"] == ["NORMAL", "PNEUMONIA"]
+    assert record["threshold_rule"] == "Youden's J on validation"
+    assert 0.0 <= result.threshold <= 1.0
+    assert record["data"]["counts"] == {"train": 12, "val": 4, "test": 16}
+    assert set(result.metrics["test"]["accuracy"]) == {"value", "ci95"}
+    assert any(line.startswith("epoch 2/2  loss ") and "val_auc" in line for line in lines)
+
+
+def test_train_bundled_weights_start_from_imagenet(tmp_path: Path, xray_subset) -> None:
+    from mdx.train.fit import train
+
+    config = TrainConfig(**{**TINY, "weights": "bundled", "alpha": 1.0, "epochs_finetune": 0})
+    train(xray_subset(8), config, tmp_path / "train")
+    record = read_record(tmp_path / "train")
+    assert record["weights_source"].endswith("tf2_mobilenet_v2_1.0_224_ptq.tflite")
+    assert record["inputs"][0]["sha256"]
+
+
+@pytest.mark.parametrize("backbone", ["mobilenet_v3_small", "efficientnet_b0"])
+def test_build_classifier_other_backbones_random_init_predict(backbone: str) -> None:
+    from mdx.train.model import build_backbone, build_classifier
+
+    config = TrainConfig(**{**TINY, "backbone": backbone, "alpha": 1.0})
+    backbone_model, source = build_backbone(config)
+    model = build_classifier(config, 3, backbone_model)
+    probs = model.predict(np.zeros((2, 32, 32, 3), np.float32), verbose=0)
+    assert probs.shape == (2, 3) and np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    assert source == "none (random init)"
+
+
+def test_augment_batch_same_seed_same_pixels_other_seed_differs() -> None:
+    from mdx.train.augment import augment_batch
+    from mdx.train.keras_shim import tf
+
+    images = np.random.default_rng(0).integers(0, 255, (4, 32, 32, 3), dtype=np.uint8)
+    aug = Augmentation(contrast=0.2)
+    first = augment_batch(images, aug, tf.constant([1, 2], tf.int64)).numpy()
+    again = augment_batch(images, aug, tf.constant([1, 2], tf.int64)).numpy()
+    other = augment_batch(images, aug, tf.constant([1, 3], tf.int64)).numpy()
+    assert np.array_equal(first, again)
+    assert not np.array_equal(first, other)
+    assert first.min() >= 0.0 and first.max() <= 255.0
+
+
+def test_train_bad_and_odd_images_handled_or_skipped_with_warning(tmp_path: Path, xray_subset) -> None:
+    from mdx.train.fit import train
+
+    data = tmp_path / "data"
+    shutil.copytree(xray_subset(8), data)
+    normal = data / "train" / "NORMAL"
+    source = Image.open(next(normal.iterdir())).convert("L")
+    source.save(normal / "grey.png")
+    source.convert("RGBA").save(normal / "rgba.png")
+    Image.fromarray((np.asarray(source, np.uint16) * 257)).save(normal / "sixteen.png")
+    (normal / "notes.jpg").write_text("not an image")
+    jpeg = next((data / "train" / "PNEUMONIA").iterdir()).read_bytes()
+    (data / "train" / "PNEUMONIA" / "truncated.jpeg").write_bytes(jpeg[: len(jpeg) // 3])
+    lines: list[str] = []
+    train(data, TrainConfig(**{**TINY, "epochs_finetune": 0}), tmp_path / "train", log=lines.append)
+    warnings = [line for line in lines if line.startswith("warning: skipped")]
+    assert any("notes.jpg" in line for line in warnings)
+    counts = read_record(tmp_path / "train")["data"]["counts"]
+    assert counts["train"] + counts["val"] >= 16 + 3  # grey, RGBA and 16-bit PNGs were converted and kept
+
+
+def test_train_mirrored_strategy_two_logical_cpus(tmp_path: Path, xray_subset) -> None:
+    script = textwrap.dedent(f"""
+        import json, sys
+        from mdx.train.keras_shim import tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from mdx.train.config import TrainConfig
+        from mdx.train.fit import train
+        config = TrainConfig(**json.loads({json.dumps(json.dumps({**TINY, "strategy": "mirrored", "epochs_finetune": 0}))}))
+        train({str(xray_subset(8))!r}, config, {str(tmp_path / "train")!r})
+    """)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    record = json.loads((tmp_path / "train" / "record.json").read_text())
+    assert record["replicas"] == 2 and record["config"]["strategy"] == "mirrored"
