@@ -6,7 +6,11 @@
 from __future__ import annotations
 
 import dataclasses
+from enum import Enum
+from pathlib import PurePath
 from typing import Any, TypeVar
+
+from typing_extensions import Self
 
 from .errors import UsageError
 
@@ -14,8 +18,14 @@ C = TypeVar("C", bound="JsonConfig")
 
 
 def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, PurePath):
+        return str(value)
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
     if hasattr(value, "to_dict"):
         return value.to_dict()
     return value
@@ -27,8 +37,13 @@ class JsonConfig:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
+    def to_json(self) -> str:
+        import json
+
+        return json.dumps(self.to_dict(), indent=2)
+
     @classmethod
-    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:

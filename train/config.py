@@ -75,8 +75,3 @@ class TrainConfig(ConfigBase):
         require(self.max_images_per_class >= 0, "max_images_per_class must not be negative (0 = all)")
         require(self.bootstrap >= 0, "bootstrap must not be negative")
         require(0.0 <= self.label_smoothing < 0.5, f"label_smoothing={self.label_smoothing} must be in [0, 0.5)")
-
-    def to_dict(self) -> dict:
-        data = super().to_dict()
-        data["augmentation"] = self.augmentation.to_dict()
-        return data

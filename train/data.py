@@ -4,9 +4,9 @@ and tf.data pipelines."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -44,7 +44,7 @@ def stratified_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageS
             raise DataError(
                 f"class {data.class_names[label]!r} has {members.size} image(s); at least 2 are needed to carve a validation split"
             )
-        take = max(1, int(round(members.size * fraction)))
+        take = max(1, round(members.size * fraction))
         held.extend(rng.choice(members, size=take, replace=False).tolist())
     held_index = np.sort(np.asarray(held))
     kept_index = np.setdiff1d(np.arange(len(data)), held_index)
@@ -85,7 +85,7 @@ def load_splits(
         raise DataError(f"{data_dir}: no train/ folder; expected DATA/train/<class>/*.jpg, one sub-folder per class")
     classes = list_classes(train_dir)
     optional = {name: data_dir / name for name in ("val", "test") if (data_dir / name).is_dir()}
-    for name, folder in optional.items():
+    for folder in optional.values():
         found = list_classes(folder)
         if found != classes:
             raise DataError(

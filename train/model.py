@@ -50,7 +50,7 @@ def find_bundled_weights(data_dir: Path | None) -> Path:
     )
 
 
-def _keras_backbone(config: TrainConfig, weights: str | None) -> "keras.Model":
+def _keras_backbone(config: TrainConfig, weights: str | None) -> keras.Model:
     shape = (config.input_size, config.input_size, 3)
     apps = keras.applications
     if config.backbone == "mobilenet_v2":
@@ -64,7 +64,7 @@ def _keras_backbone(config: TrainConfig, weights: str | None) -> "keras.Model":
     return apps.EfficientNetB0(input_shape=shape, include_top=False, weights=weights)
 
 
-def build_backbone(config: TrainConfig, data_dir: Path | None = None) -> tuple["keras.Model", str]:
+def build_backbone(config: TrainConfig, data_dir: Path | None = None) -> tuple[keras.Model, str]:
     """The backbone (include_top=False) and where its weights came from."""
     choice = config.weights
     if choice == "none":
@@ -72,7 +72,7 @@ def build_backbone(config: TrainConfig, data_dir: Path | None = None) -> tuple["
     if choice == "imagenet":
         try:
             return _keras_backbone(config, "imagenet"), "imagenet (Keras download)"
-        except Exception as exc:  # Keras raises URLError/ValueError/OSError depending on what failed
+        except Exception as exc:  # noqa: BLE001 - keras.utils.get_file raises a bare Exception on a failed download
             raise ConfigError(
                 f"--weights imagenet: Keras could not download ImageNet weights ({type(exc).__name__}); "
                 "offline machines should use the default --weights bundled"
@@ -97,7 +97,7 @@ def build_backbone(config: TrainConfig, data_dir: Path | None = None) -> tuple["
     return backbone, str(path)
 
 
-def build_classifier(config: TrainConfig, n_classes: int, backbone: "keras.Model") -> "keras.Model":
+def build_classifier(config: TrainConfig, n_classes: int, backbone: keras.Model) -> keras.Model:
     """Input -> backbone (BatchNorm always in inference mode) -> head -> softmax over `n_classes`."""
     inputs = keras.Input((config.input_size, config.input_size, 3), name="image")
     features = backbone(inputs, training=False)
@@ -114,7 +114,7 @@ def build_classifier(config: TrainConfig, n_classes: int, backbone: "keras.Model
 _BLOCK = re.compile(r"^(block_?\d+[a-z]?|expanded_conv(?:_\d+)?)(?:_|/|$)")
 
 
-def unfreeze_top_blocks(backbone: "keras.Model", blocks: int) -> int:
+def unfreeze_top_blocks(backbone: keras.Model, blocks: int) -> int:
     """Make the last `blocks` blocks (and the layers after them) trainable; returns how many layers."""
     backbone.trainable = True
     starts: list[int] = []
