@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,9 @@ import numpy as np
 from mdx.config import ConfigBase, require
 from mdx.convert.compat import compatibility_report, problems_for, runtime_info
 from mdx.convert.flatbuffer import TfliteFacts, read_tflite
+from mdx.convert.keras_converter import tflite_bytes
 from mdx.convert.source import Source, resolve_source
-from mdx.errors import ArtifactError, CompatibilityError, ConfigError, ConversionError
+from mdx.errors import ArtifactError, CompatibilityError, ConfigError
 from mdx.quantize.calibration import DEFAULT_COUNT, CalibrationConfig, CalibrationSet, sample_calibration
 from mdx.quantize.recipes import INT8_IO, NEEDS_CALIBRATION, RepresentativeDataset, recipe_for
 from mdx.records import staged_dir, write_record
@@ -227,17 +227,8 @@ def check_classifier(model: Any, path: Path, size: int, labels: tuple[str, ...])
 
 
 def _to_tflite(model: Any, variant: Quantization, io: str | None, dataset: RepresentativeDataset | None) -> bytes:
-    from mdx.train.keras_shim import tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    recipe_for(variant, io=io if variant is Quantization.INT8 else None)(converter, dataset)
-    try:
-        with warnings.catch_warnings():
-            # Emitted for every representative-dataset conversion; it concerns the legacy path we do not use.
-            warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
-            return bytes(converter.convert())
-    except Exception as exc:
-        raise ConversionError(f"{variant}: TensorFlow could not convert the model: {_first_line(exc)}") from exc
+    recipe = recipe_for(variant, io=io if variant is Quantization.INT8 else None)
+    return tflite_bytes(model, recipe, dataset, what=str(variant))
 
 
 def _write_variant(

@@ -110,9 +110,9 @@ def resolve_source(
 def _from_run(train_dir: Path, calibration_dir: Path | None, needs_calibration: bool) -> Source:
     record_path = train_dir / RECORD_NAME
     record = read_record(train_dir)
-    if record.get("stage") != "train":
+    if record.get("stage") not in ("train", "prune"):
         raise ArtifactError(
-            f"{record_path} is a {record.get('stage')!r} record; convert takes a run folder made by mdx train"
+            f"{record_path} is a {record.get('stage')!r} record; convert takes a run folder made by mdx train or mdx prune"
         )
     try:
         preprocessing = Preprocessing.from_dict(record["preprocessing"])
@@ -136,7 +136,9 @@ def _from_run(train_dir: Path, calibration_dir: Path | None, needs_calibration: 
         calibration_dir = Path(train_data)
         if not calibration_dir.is_absolute() and (train_dir.parent / calibration_dir).exists():
             calibration_dir = train_dir.parent / calibration_dir  # a path relative to the run folder
-    return Source(model, model, preprocessing, labels, calibration_dir, train_dir.parent, record_path)
+    # a pruned model converts into its own folder, beside (not over) the dense model's conversions
+    run_folder = train_dir if record["stage"] == "prune" else train_dir.parent
+    return Source(model, model, preprocessing, labels, calibration_dir, run_folder, record_path)
 
 
 def _from_model(

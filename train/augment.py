@@ -8,7 +8,7 @@ from mdx.train.config import Augmentation
 from mdx.train.keras_shim import tf
 
 
-def _affine_params(batch: int, size: int, aug: Augmentation, seed_pair) -> "tf.Tensor":
+def _affine_params(batch: int, size: int, aug: Augmentation, seed_pair) -> tf.Tensor:
     """Per-image output->input affine maps about the image centre, as ImageProjectiveTransformV3 wants."""
     seeds = tf.random.experimental.stateless_split(seed_pair, 4)
     angle = tf.random.stateless_uniform([batch], seeds[0], -1.0, 1.0) * (aug.rotation_degrees * math.pi / 180.0)
@@ -25,7 +25,7 @@ def _affine_params(batch: int, size: int, aug: Augmentation, seed_pair) -> "tf.T
     return tf.stack([a00, a01, a02, a10, a11, a12, zeros, zeros], axis=1)
 
 
-def augment_batch(images: "tf.Tensor", aug: Augmentation, seed_pair) -> "tf.Tensor":
+def augment_batch(images: tf.Tensor, aug: Augmentation, seed_pair) -> tf.Tensor:
     """uint8/float (B, S, S, 3) pixels in [0, 255] -> augmented float32 pixels in [0, 255]."""
     images = tf.cast(images, tf.float32)
     batch, size = tf.shape(images)[0], images.shape[1]

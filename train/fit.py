@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class TrainResult:
     wall_seconds: float
 
 
-def _strategy(name: str) -> "tf.distribute.Strategy":
+def _strategy(name: str) -> tf.distribute.Strategy:
     if name == "mirrored":
         devices = [d.name for d in tf.config.list_logical_devices("GPU")] or [
             d.name for d in tf.config.list_logical_devices("CPU")
@@ -49,7 +50,7 @@ def _strategy(name: str) -> "tf.distribute.Strategy":
     return tf.distribute.get_strategy()
 
 
-def _predict(model: "keras.Model", data: ImageSet, config: TrainConfig) -> np.ndarray:
+def _predict(model: keras.Model, data: ImageSet, config: TrainConfig) -> np.ndarray:
     dataset = evaluation_dataset(data.images, data.labels, len(data.class_names), batch_size=64,
                                  preprocessing=preprocessing_for(config))
     return model.predict(dataset.map(lambda x, y: x), verbose=0).astype(np.float32)

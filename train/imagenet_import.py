@@ -389,9 +389,8 @@ def _scratch_dir(out: Path) -> Iterator[Path]:
 def _write_stage(staging: Path, *, model: Any, weights: MobileNetV2Weights, config: ImportConfig,
                  names: dict[str, Path], tflite_path: Path, started: float) -> None:
     """Save the model, copy the labels and write record.json into `staging` under their final names."""
-    from mdx.runtime.preprocess import Preprocessing
-
     from mdx.records import write_record
+    from mdx.runtime.preprocess import Preprocessing
 
     outputs = [staging / names["model"].name]
     model.save(outputs[0])

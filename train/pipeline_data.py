@@ -25,7 +25,7 @@ def training_dataset(
     preprocessing: Preprocessing,
     augmentation: Augmentation,
     seed: int,
-) -> "tf.data.Dataset":
+) -> tf.data.Dataset:
     """Shuffled, augmented, normalized batches of (inputs, one-hot labels); reshuffled every epoch."""
     normalize = _normalizer(preprocessing)
     one_hot = np.eye(n_classes, dtype=np.float32)[labels]
@@ -45,7 +45,7 @@ def training_dataset(
 
 def evaluation_dataset(
     images: np.ndarray, labels: np.ndarray, n_classes: int, *, batch_size: int, preprocessing: Preprocessing
-) -> "tf.data.Dataset":
+) -> tf.data.Dataset:
     """Normalized batches in file order, cached after the first pass (validation runs every epoch)."""
     normalize = _normalizer(preprocessing)
     one_hot = np.eye(n_classes, dtype=np.float32)[labels]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from mdx.cli.app import app, log, not_built
+from mdx.cli.app import app, log
 
 _MODEL_HELP = "MobileNetV2 1.0 ImageNet .tflite (int8, fp16 or fp32), e.g. " \
     "data/imagenet_mobilenet_v2/tf2_mobilenet_v2_1.0_224_ptq.tflite"
@@ -30,6 +30,31 @@ def import_weights_command(
 
 
 @app.command("prune")
-def prune_command() -> None:
+def prune_command(
+    source: Annotated[Path, typer.Argument(metavar="RUN_DIR|MODEL", help="run, its train/ folder or model.keras")],
+    sparsity: Annotated[float, typer.Option("--sparsity", help="share of each pruned kernel to zero, (0, 1)")] = 0.5,
+    schedule: Annotated[str, typer.Option("--schedule", help="constant, or polynomial (0 -> target)")] = "constant",
+    epochs: Annotated[int, typer.Option("--epochs", help="fine-tuning epochs while pruning")] = 2,
+    structured: Annotated[str | None, typer.Option("--structured", help="M:N structured sparsity, e.g. 2:4")] = None,
+    skip_first_last: Annotated[bool, typer.Option("--skip-first-last/--no-skip-first-last",
+                                                  help="leave the first conv and the classifier dense")] = True,
+    learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="default: the run's")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="default: the run's batch size")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="output folder; default RUN/prune-<sparsity>")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing output folder")] = False,
+) -> None:
     """Magnitude-prune a trained model with tensorflow-model-optimization and check the sparsity reached."""
-    not_built("prune", "issue 5")
+    from mdx.train.prune_setup import PruneConfig
+
+    config = PruneConfig(sparsity=sparsity, schedule=schedule, epochs=epochs, structured=structured,
+                         skip_first_last=skip_first_last, learning_rate=learning_rate, batch_size=batch_size)
+    from mdx.train.prune import prune  # imports TensorFlow: only when run
+
+    result = prune(source, config, out, overwrite=overwrite, log=log)
+    report, tflite = result.keras_sparsity, result.tflite_sparsity
+    gz = result.size["tflite_fp32"]
+    log(f"prune: fp32 .tflite {tflite.overall:.3f} sparse (min {tflite.minimum:.3f}); gzip "
+        f"{gz['parent']['gzip_bytes'] / 1e6:.2f} MB parent -> {gz['pruned']['gzip_bytes'] / 1e6:.2f} MB pruned "
+        f"(raw {gz['pruned']['bytes'] / 1e6:.2f} MB either way)")
+    log(f"prune: {result.target:.2f} target, {report.overall:.3f} achieved (min {report.minimum:.3f} over "
+        f"{len(report.kernels)} kernels), saved {result.model_path} in {result.wall_seconds:.0f} s")

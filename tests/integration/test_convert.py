@@ -293,7 +293,7 @@ def test_convert_failure_while_writing_leaves_no_folder_and_no_partial(tiny_run,
 
 @pytest.mark.tf
 def test_convert_tensorflow_failure_raises_conversion_error_with_first_line(tiny_run, tmp_path, monkeypatch):
-    from mdx.train.keras_shim import tf
+    from mdx.convert import keras_converter
 
     def failing(model):
         def fail():
@@ -301,7 +301,7 @@ def test_convert_tensorflow_failure_raises_conversion_error_with_first_line(tiny
 
         return SimpleNamespace(convert=fail)
 
-    monkeypatch.setattr(tf.lite.TFLiteConverter, "from_keras_model", staticmethod(failing))
+    monkeypatch.setattr(keras_converter, "keras_converter", failing)
     with pytest.raises(
         ConversionError,
         match=r"^fp32: TensorFlow could not convert the model: 'tf.Foo' op is neither a custom op nor a flex op$",

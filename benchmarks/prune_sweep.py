@@ -1,0 +1,179 @@
+"""Prune sweep: what pruning buys on this machine, against the dense model of one run.
+
+For each sparsity: `mdx prune` the run, convert the pruned model to fp32, int8 and sparse-float
+.tflite, count the zeros in each, evaluate each on the run's test split, and time it with
+`mdx.runtime.bench`. The dense model is converted (fp32, int8) and measured the same way, and every
+figure is reported with its ratio or delta to dense. Raw and gzip bytes are both reported: unstructured
+pruning shrinks only the compressed size, unless the sparse-float encoding stores the zeros away.
+
+    python benchmarks/prune_sweep.py runs/chest_xray --sparsities 0.5,0.75,0.9
+    -> benchmarks/results/<hostname>/prune_sweep.json (and a table on stdout)
+
+Not run by the tests: a full sweep fine-tunes MobileNetV2 three times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _sizes(path: Path) -> dict[str, int]:
+    data = path.read_bytes()
+    return {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9, mtime=0))}
+
+
+def _test_split(parent: Any) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """The run's test images, normalized with its preprocessing (the same decoder as training)."""
+    from mdx.runtime.images import load_folder
+    from mdx.runtime.preprocess import Preprocessing
+
+    preprocessing = Preprocessing.from_dict(parent.record["preprocessing"])
+    test_dir = (parent.record.get("data") or {}).get("test_dir")
+    if not test_dir:
+        raise SystemExit(f"{parent.folder}: the run has no test split to evaluate on")
+    labels = tuple(parent.record["labels"])
+    images = load_folder(Path(test_dir), preprocessing.size, labels)
+    return preprocessing.normalize(images.images), images.labels, labels
+
+
+def _measure(path: Path, inputs: np.ndarray, labels: np.ndarray, names: tuple[str, ...], threshold: float | None,
+             args: argparse.Namespace) -> dict[str, Any]:
+    """Sizes, test accuracy/AUC and latency of one .tflite."""
+    from mdx.runtime.bench import BenchConfig, bench
+    from mdx.runtime.classifier import TfliteClassifier
+    from mdx.runtime.metrics import classification_metrics
+
+    probs = TfliteClassifier(path, threads=args.threads).predict_proba(inputs)
+    metrics = classification_metrics(labels, probs, names, threshold=threshold, n_boot=0)
+    timing = bench(path, BenchConfig(threads=(args.threads,), runs=args.runs, warmup=3)).timings[0]
+    return {**_sizes(path), "accuracy": metrics["accuracy"]["value"], "auc": metrics["auc"]["value"],
+            "p50_ms": round(timing.p50_ms, 3), "mean_ms": round(timing.mean_ms, 3)}
+
+
+def _convert_all(model: Any, folder: Path, calibration: Any, sparse: bool) -> dict[str, Path]:
+    from mdx.quantize import recipes
+    from mdx.train.sparse_convert import sparse_float, tflite_bytes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = {"fp32": (recipes.fp32, None), "int8": (recipes.int8, calibration.representative_dataset())}
+    if sparse:
+        plan["sparse-float"] = (sparse_float, None)
+    paths = {}
+    for name, (recipe, dataset) in plan.items():
+        paths[name] = folder / f"{name}.tflite"
+        paths[name].write_bytes(tflite_bytes(model, recipe, dataset))
+    return paths
+
+
+def _deltas(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
+    def diff(key: str) -> float | None:
+        return None if row[key] is None or dense[key] is None else round(row[key] - dense[key], 4)
+
+    return {"accuracy": diff("accuracy"), "auc": diff("auc"), "bytes_ratio": round(row["bytes"] / dense["bytes"], 3),
+            "gzip_ratio": round(row["gzip_bytes"] / dense["gzip_bytes"], 3),
+            "latency_ratio": round(row["p50_ms"] / dense["p50_ms"], 3)}
+
+
+def sweep(args: argparse.Namespace) -> dict[str, Any]:
+    from mdx.quantize.calibration import CalibrationConfig, sample_calibration
+    from mdx.runtime.machine import machine_facts
+    from mdx.runtime.preprocess import Preprocessing
+    from mdx.train.keras_shim import keras
+    from mdx.train.prune import prune
+    from mdx.train.prune_setup import PruneConfig, resolve_parent
+    from mdx.train.sparsity import check_sparsity, measure_tflite_sparsity
+
+    parent = resolve_parent(args.run)
+    work = args.work or parent.run / "prune_sweep"
+    inputs, labels, names = _test_split(parent)
+    calibration = sample_calibration(Path(parent.record["data"]["train_dir"]),
+                                     Preprocessing.from_dict(parent.record["preprocessing"]), names,
+                                     CalibrationConfig(count=args.calibration_count))
+    dense_paths = _convert_all(keras.models.load_model(parent.model, compile=False), work / "dense", calibration, False)
+    dense = {name: _measure(path, inputs, labels, names, parent.record.get("threshold"), args)
+             for name, path in dense_paths.items()}
+    print(f"dense: fp32 {dense['fp32']}", flush=True)
+    rows = []
+    for sparsity in args.sparsities:
+        started = time.perf_counter()
+        config = PruneConfig(sparsity=sparsity, schedule=args.schedule, epochs=args.epochs)
+        result = prune(args.run, config, work / config.folder_name(), overwrite=True, log=print)
+        prune_seconds = time.perf_counter() - started
+        paths = _convert_all(keras.models.load_model(result.model_path, compile=False), result.folder / "tflite",
+                             calibration, True)
+        variants = {}
+        layers = [k.layer for k in result.keras_sparsity.kernels]
+        for name, path in paths.items():
+            report = measure_tflite_sparsity(path).select(layers)
+            check_sparsity(report, sparsity, tolerance=config.tolerance, allow_above=name == "int8", where=name)
+            row = _measure(path, inputs, labels, names, result.threshold, args)
+            row["sparsity"] = round(report.overall, 4)
+            row["vs_dense"] = _deltas(row, dense["int8" if name == "int8" else "fp32"])
+            variants[name] = row
+            print(f"{sparsity:g} {name}: {row}", flush=True)
+        rows.append({"sparsity": sparsity, "prune_seconds": round(prune_seconds, 1),
+                     "keras_sparsity": round(result.keras_sparsity.overall, 4), "variants": variants})
+    return {"benchmark": "prune_sweep", "run": str(Path(args.run).resolve()), "machine": machine_facts(),
+            "settings": {"schedule": args.schedule, "epochs": args.epochs, "threads": args.threads, "runs": args.runs,
+                         "test_images": len(labels), "calibration_count": args.calibration_count},
+            "dense": dense, "pruned": rows}
+
+
+def _table(result: dict[str, Any]) -> str:
+    header = (f"{'variant':<22}{'MB':>7}{'gzip MB':>9}{'gzip x':>8}{'acc':>8}{'d acc':>8}{'AUC':>7}{'d AUC':>8}"
+              f"{'p50 ms':>9}{'lat x':>7}")
+    lines = [header]
+    for name, row in result["dense"].items():
+        lines.append(f"{'dense ' + name:<22}{row['bytes'] / 1e6:>7.2f}{row['gzip_bytes'] / 1e6:>9.2f}{1:>8.2f}"
+                     f"{row['accuracy']:>8.3f}{0:>8.3f}{row['auc'] or 0:>7.3f}{0:>8.3f}{row['p50_ms']:>9.2f}{1:>7.2f}")
+    for entry in result["pruned"]:
+        for name, row in entry["variants"].items():
+            d = row["vs_dense"]
+            label = f"{entry['sparsity']:g} {name}"
+            lines.append(f"{label:<22}{row['bytes'] / 1e6:>7.2f}{row['gzip_bytes'] / 1e6:>9.2f}"
+                         f"{d['gzip_ratio']:>8.2f}{row['accuracy']:>8.3f}{d['accuracy'] or 0:>8.3f}"
+                         f"{row['auc'] or 0:>7.3f}"
+                         f"{d['auc'] or 0:>8.3f}{row['p50_ms']:>9.2f}{d['latency_ratio']:>7.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", type=Path, help="run folder (RUN/train/record.json) or its train/ folder")
+    parser.add_argument("--sparsities", type=lambda s: [float(v) for v in s.split(",")], default=[0.5, 0.75, 0.9])
+    parser.add_argument("--schedule", default="polynomial", choices=("constant", "polynomial"))
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=50, help="timed invokes per model")
+    parser.add_argument("--calibration-count", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=None,
+                        help="where pruned runs and .tflite go (default RUN/prune_sweep)")
+    parser.add_argument("--out", type=Path, default=RESULTS / platform.node() / "prune_sweep.json")
+    args = parser.parse_args(argv)
+
+    from mdx.errors import MdxError
+    from mdx.runtime.files import atomic_write_json
+
+    try:
+        result = sweep(args)
+    except MdxError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 1)
+    atomic_write_json(args.out, result)
+    print(_table(result))
+    print(f"saved {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
