@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install side-runtimes clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ install: $(STAMP)
 demo: install
 	$(BIN)/mdx pipeline data/chest_xray --out runs/demo --overwrite
 
-test: install
+# tflite-runtime 2.14 (numpy<2) and MediaPipe each need their own venv; without them their tests skip.
+side-runtimes:
+	PYTHON=$(PYTHON) bash .ci/install-side-runtimes.sh
+
+test: install side-runtimes
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) build *.egg-info runs
+	rm -rf $(VENV) .venv-tflite .venv-mediapipe build *.egg-info runs

@@ -15,10 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from mdx import __version__
 from mdx.config import ConfigBase, require
+from mdx.convert.calibrated import Int8Context, build_calibrated, load_validation, prepare
 from mdx.convert.compat import compatibility_report, problems_for, runtime_info
 from mdx.convert.flatbuffer import TfliteFacts, read_tflite
 from mdx.convert.keras_converter import tflite_bytes
+from mdx.convert.metadata import embed_metadata
 from mdx.convert.source import Source, resolve_source
 from mdx.errors import ArtifactError, CompatibilityError, ConfigError
 from mdx.quantize.calibration import DEFAULT_COUNT, CalibrationConfig, CalibrationSet, sample_calibration
@@ -44,6 +47,9 @@ class ConvertConfig(ConfigBase):
 
     `variants` lists the variants besides fp32, which is always built. `io` sets the int8 variant's
     input/output type ('int8' when None). size/mean/std/labels_file are for a model file only.
+    `bias_correction` (int8 and int8-fallback) gives back through the biases the mean error of int8
+    weights; `auto_fallback` keeps the int8 variant's worst layers in float until parity holds on the
+    run's validation split (quantize/README.md).
     """
 
     variants: tuple[Quantization, ...] = ()
@@ -58,6 +64,8 @@ class ConvertConfig(ConfigBase):
     target: str | None = None
     out: Path | None = None
     overwrite: bool = False
+    bias_correction: bool = True
+    auto_fallback: bool = False
 
     def __post_init__(self) -> None:
         require(isinstance(self.variants, (tuple, list)), f"variants {self.variants!r} must be a list of variant names")
@@ -90,7 +98,12 @@ class ConvertConfig(ConfigBase):
                 require(len(values) in (1, 3), f"--{name} {list(values)} must have 1 value or 3 (R, G, B)")
                 object.__setattr__(self, name, tuple(float(v) for v in values) * (3 if len(values) == 1 else 1))
         self.preprocessing()  # validates size/mean/std when given
-        require(isinstance(self.overwrite, bool), f"overwrite {self.overwrite!r} must be true or false")
+        for name in ("overwrite", "bias_correction", "auto_fallback"):
+            require(isinstance(getattr(self, name), bool), f"{name} {getattr(self, name)!r} must be true or false")
+        require(
+            not self.auto_fallback or Quantization.INT8 in variants,
+            "--auto-fallback keeps layers of the int8 variant in float; add --int8 or drop --auto-fallback",
+        )
         if self.target is not None:
             runtime_info(self.target)
 
@@ -256,12 +269,20 @@ class _Built:
     data: bytes
     seconds: float
     facts: TfliteFacts
+    extra: dict[str, Any]
 
 
-def _build(model: Any, variant: Quantization, config: ConvertConfig, calibration: CalibrationSet | None) -> _Built:
+def _build(model: Any, variant: Quantization, src: Source, config: ConvertConfig, calibration: CalibrationSet | None,
+           context: Int8Context | None, on_log: Log | None) -> _Built:
     started = time.perf_counter()
-    dataset = calibration.representative_dataset() if calibration and variant in NEEDS_CALIBRATION else None
-    data = _to_tflite(model, variant, config.io, dataset)
+    extra: dict[str, Any] = {}
+    if calibration is not None and context is not None and variant in NEEDS_CALIBRATION:
+        data, extra = build_calibrated(model, variant, config.io, calibration, context, _to_tflite, on_log)
+    else:
+        data = _to_tflite(model, variant, config.io, None)
+    # Every variant carries its labels and normalization, as MediaPipe Tasks reads them (convert/metadata.py).
+    data = embed_metadata(data, src.labels, src.preprocessing, name=f"mdx {variant}",
+                          description=f"{', '.join(src.labels)} classifier; input (pixel - mean) / std", version=__version__)
     seconds = time.perf_counter() - started
     facts = read_tflite(data)
     if config.target is not None:
@@ -270,7 +291,7 @@ def _build(model: Any, variant: Quantization, config: ConvertConfig, calibration
             raise CompatibilityError(
                 f"{variant} would not load on {config.target}: " + "; ".join(str(p) for p in problems)
             )
-    return _Built(variant, data, seconds, facts)
+    return _Built(variant, data, seconds, facts, extra)
 
 
 def _save(
@@ -290,6 +311,7 @@ def _save(
         "compatibility": compatibility,
         "calibration": calibration.to_dict() if calibration and variant in NEEDS_CALIBRATION else None,
         "size": {"bytes": len(built.data), "ratio_to_fp32": round(len(built.data) / fp32_bytes, 4)},
+        **built.extra,
     }
     _write_variant(out / variant.value, built.data, src, config, built.seconds, extra)
     return VariantResult(variant, out / variant.value, len(built.data), built.seconds, io, ops, compatibility)
@@ -314,6 +336,7 @@ def convert(source: Path, config: ConvertConfig, *, on_log: Log | None = None) -
         DataError: calibration images missing or unreadable.
         ConversionError: TensorFlow failed to convert a variant.
         CompatibilityError: a variant would not load on `config.target`.
+        ParityError: with `auto_fallback`, no candidate passed parity on the validation split.
     """
     src = resolve_source(
         Path(source),
@@ -343,9 +366,20 @@ def convert(source: Path, config: ConvertConfig, *, on_log: Log | None = None) -
             src.labels,
             CalibrationConfig(count=count, seed=config.calibration_seed),
         )
+        for reason in calibration.skipped:  # named, as train names the images it skips
+            if on_log is not None:
+                on_log(f"warning: skipped calibration image {reason}")
+    validation = load_validation(src) if config.auto_fallback else None  # refuses a model file before the slow part
     model = _load_keras(src.model)
     check_classifier(model, src.model, src.preprocessing.size, src.labels)
-    built = [_build(model, variant, config, calibration) for variant in config.planned]
+    context = None
+    if calibration is not None:
+        context = prepare(model, calibration, bias_correction=config.bias_correction, validation=validation)
+    built: list[_Built] = []
+    for variant in config.planned:  # fp32 first: auto-fallback checks the int8 candidates against it
+        built.append(_build(model, variant, src, config, calibration, context, on_log))
+        if context is not None and context.fp32 is None:
+            context.fp32 = built[0].data
     fp32_bytes = len(built[0].data)
     results: list[VariantResult] = []
     for one in built:

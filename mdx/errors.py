@@ -4,7 +4,14 @@ Messages name the value, what was expected, and the fix. `runtime/` must run alo
 it owns the base classes and this module extends them: `MdxError` is `RuntimeHarnessError`.
 """
 
-from mdx.runtime.errors import InputDataError, ModelLoadError, RuntimeHarnessError, ToleranceError, UsageError
+from mdx.runtime.errors import (  # noqa: F401 - OutputError: a write failed (disk full, read-only)
+    InputDataError,
+    ModelLoadError,
+    OutputError,
+    RuntimeHarnessError,
+    ToleranceError,
+    UsageError,
+)
 
 MdxError = RuntimeHarnessError
 

@@ -7,9 +7,10 @@ its own `record.json` that point at them.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from mdx.config import ConfigBase, require
 from mdx.errors import ArtifactError
@@ -150,4 +151,8 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
                  inputs=[], outputs=outputs, metrics=result.to_dict(), wall_seconds=sum(seconds.values()),
                  extra={"stages": {"train": "train/record.json",
                                    **{f"convert/{r.variant}": f"convert/{r.variant}/record.json" for r in rows}}})
+    from mdx.report import ReportConfig, write_report  # last: the report reads every file written above
+
+    report = write_report(out, ReportConfig(overwrite=overwrite))
+    log(f"report: saved {report.html} and {report.markdown.name} ({len(report.figures)} figures)")
     return result

@@ -11,11 +11,12 @@ import datetime as _dt
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from mdx.errors import ArtifactError
-from mdx.runtime.files import atomic_write_json, file_facts, sha256_file
+from mdx.errors import ArtifactError, OutputError
+from mdx.runtime.files import NO_SPACE_ERRNOS, atomic_write_json, file_facts, sha256_file, write_failure
 from mdx.runtime.machine import RELEVANT_PACKAGES, machine_facts, package_versions
 
 RECORD_NAME = "record.json"
@@ -26,27 +27,39 @@ def staged_dir(final: Path, *, overwrite: bool) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`; on success it replaces `final`.
 
     Raises:
-        ArtifactError: `final` exists and `overwrite` is false.
+        ArtifactError: `final` exists and `overwrite` is false, or it cannot be written (read-only, disk full).
     """
     final = Path(final)
     if final.exists() and not overwrite:
         raise ArtifactError(f"{final} already exists; pass --overwrite to replace it, or choose another --out")
-    final.parent.mkdir(parents=True, exist_ok=True)
     staging = final.parent / f".{final.name}.partial-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise ArtifactError(write_failure(final, exc)) from None
     try:
         yield staging
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OutputError):  # an atomic write inside the stage: report it as this stage's artifact
+            raise ArtifactError(str(exc).replace(str(staging), str(final))) from None
+        # a full disk met by a writer that is not ours (Keras, matplotlib) is a user problem, not a bug
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            raise ArtifactError(write_failure(final, exc)) from None
         raise
-    if final.exists():
-        trash = final.parent / f".{final.name}.old-{os.getpid()}"
-        os.replace(final, trash)
-        os.replace(staging, final)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(staging, final)
+    try:
+        if final.exists():
+            trash = final.parent / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, trash)
+            os.replace(staging, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(staging, final)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise ArtifactError(write_failure(final, exc)) from None
 
 
 def _relative_facts(path: Path, folder: Path, *, with_gzip: bool) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from mdx.config import ConfigBase, require
 from mdx.errors import DataError
 from mdx.quantize.recipes import RepresentativeDataset
 from mdx.runtime.errors import InputDataError
-from mdx.runtime.images import IMAGE_SUFFIXES, list_images, load_image
+from mdx.runtime.images import IMAGE_SUFFIXES, list_images, load_image, non_image_files
 from mdx.runtime.preprocess import Preprocessing
 
 DEFAULT_COUNT = 200
@@ -49,7 +49,7 @@ class CalibrationSet:
     labels: np.ndarray
     class_names: tuple[str, ...]
     paths: tuple[str, ...]
-    skipped: tuple[str, ...]  # unreadable files, skipped as training skips them
+    skipped: tuple[str, ...]  # "path: reason" of unreadable files, skipped as training skips them
     folder: str
     requested: int
 
@@ -133,12 +133,12 @@ def sample_calibration(
         chosen.extend(sorted(rng.permutation(members)[:quota].tolist()))
     images = np.empty((len(chosen), preprocessing.size, preprocessing.size, 3), dtype=np.uint8)
     kept: list[int] = []
-    skipped: list[str] = []
+    skipped: list[str] = [reason for _, reason in non_image_files(folder, tuple(class_names))]
     for index in chosen:
         try:
             images[len(kept)] = load_image(paths[index], preprocessing.size)
-        except InputDataError:
-            skipped.append(str(paths[index]))
+        except InputDataError as exc:
+            skipped.append(str(exc))
             continue
         kept.append(index)
     if not kept:

@@ -16,6 +16,10 @@ class ModelLoadError(RuntimeHarnessError):
     """A .tflite model is missing, corrupt, or cannot be loaded by the chosen runtime."""
 
 
+class OutputError(RuntimeHarnessError):
+    """An output file or folder cannot be written: the disk is full, or the folder is read-only."""
+
+
 class UsageError(RuntimeHarnessError):
     """Options are missing or conflict (exit code 2)."""
 

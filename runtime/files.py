@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import json
@@ -9,6 +10,12 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from .errors import OutputError
+
+# errno values of a disk that takes no more bytes, and of a folder that takes no writes at all
+NO_SPACE_ERRNOS = frozenset(e for e in (errno.ENOSPC, getattr(errno, "EDQUOT", None), errno.EFBIG) if e is not None)
+NOT_WRITABLE_ERRNOS = frozenset((errno.EROFS, errno.EACCES, errno.EPERM))
 
 
 def sha256_file(path: Path) -> str:
@@ -39,11 +46,29 @@ def _umask() -> int:
     return mask
 
 
+def write_failure(path: Path, exc: OSError) -> str:
+    """One line for an OSError met writing `path`: the path, the reason, and the fix."""
+    if exc.errno in NO_SPACE_ERRNOS:
+        fix = "free space on that disk or choose another --out"
+    elif exc.errno in NOT_WRITABLE_ERRNOS:
+        fix = "make the folder writable or choose another --out"
+    else:
+        fix = "check the disk or choose another --out"
+    return f"{path}: cannot write ({exc.strerror or exc}); {fix}"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write to a temporary name in the same folder, fsync, then rename over `path`."""
+    """Write to a temporary name in the same folder, fsync, then rename over `path`.
+
+    Raises:
+        OutputError: the folder cannot be made or written (disk full, read-only); no temporary file is left.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(write_failure(path, exc)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -52,8 +77,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
         # mkstemp makes 0600 files; artifacts get the permissions an ordinary file would have
         os.chmod(tmp_name, 0o666 & ~_umask())
         os.replace(tmp_name, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp_name).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise OutputError(write_failure(path, exc)) from None
         raise
     return path
 

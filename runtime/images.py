@@ -27,7 +27,7 @@ def _pil():
     return Image, ImageOps
 
 
-def _to_rgb8(image) -> "np.ndarray":
+def _to_rgb8(image) -> np.ndarray:
     """Any PIL mode -> RGB uint8 array; 16-bit and float greys are rescaled by their full range."""
     Image, _ = _pil()
     if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -43,6 +43,19 @@ def _to_rgb8(image) -> "np.ndarray":
     return np.asarray(image.convert("RGB"), dtype=np.uint8)
 
 
+def _is_dicom(path: Path) -> bool:
+    """DICOM Part 10 files carry "DICM" after a 128-byte preamble, whatever their name."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _dicom_message(path: Path) -> str:
+    return f"{path}: DICOM is not supported by this build; export the image as PNG"
+
+
 def load_image(path: Path, size: int) -> np.ndarray:
     """Decode `path` to RGB uint8 (size, size, 3), bilinear resize (aspect ratio not kept).
 
@@ -52,7 +65,7 @@ def load_image(path: Path, size: int) -> np.ndarray:
     Image, ImageOps = _pil()
     path = Path(path)
     if path.suffix.lower() == ".dcm":
-        raise InputDataError(f"{path}: DICOM is not supported by this build; export the image as PNG")
+        raise InputDataError(_dicom_message(path))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -67,6 +80,8 @@ def load_image(path: Path, size: int) -> np.ndarray:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise InputDataError(f"{path}: image is larger than {MAX_PIXELS} pixels; downscale it first") from None
     except (OSError, ValueError, SyntaxError) as exc:
+        if _is_dicom(path):
+            raise InputDataError(_dicom_message(path)) from None
         raise InputDataError(f"{path}: not a readable image ({exc}); remove or replace the file") from None
 
 
@@ -127,6 +142,23 @@ def list_images(root: Path, class_names: tuple[str, ...] | None = None) -> tuple
     return paths, np.asarray(labels, dtype=np.int64), classes
 
 
+def non_image_files(root: Path, classes: tuple[str, ...]) -> list[tuple[Path, str]]:
+    """(file, reason) for each file of the class folders that the suffix filter leaves out, hidden files aside.
+
+    They are reported, not dropped silently: a class folder of .dcm files must not shrink without a word.
+    """
+    found: list[tuple[Path, str]] = []
+    for name in classes:
+        for file in sorted((Path(root) / name).iterdir()):
+            suffix = file.suffix.lower()
+            if not file.is_file() or file.name.startswith(".") or suffix in IMAGE_SUFFIXES:
+                continue
+            reason = _dicom_message(file) if suffix == ".dcm" else (
+                f"{file}: not an image file (suffix {file.suffix!r}); images end in {', '.join(IMAGE_SUFFIXES)}")
+            found.append((file, reason))
+    return found
+
+
 def load_folder(
     root: Path,
     size: int,
@@ -141,6 +173,9 @@ def load_folder(
     `warnings.warn`) when `skip_unreadable`; otherwise the first one raises.
     """
     paths, labels, classes = list_images(root, class_names)
+    report = on_skip or (lambda p, r: warnings.warn(f"skipped {r}", stacklevel=3))
+    for file, reason in non_image_files(root, classes):
+        report(file, reason)
     images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
     kept: list[int] = []
     for i, path in enumerate(paths):
@@ -149,7 +184,7 @@ def load_folder(
         except InputDataError as exc:
             if not skip_unreadable:
                 raise
-            (on_skip or (lambda p, r: warnings.warn(f"skipped {r}", stacklevel=2)))(path, str(exc))
+            report(path, str(exc))
             continue
         kept.append(i)
     if not kept:

@@ -32,6 +32,9 @@ _IDENTIFIER = b"TFL3"
 # The smallest valid TFLite flatbuffer (root offset, identifier, a vtable and an empty table) is
 # well over 16 bytes; below that it is certainly cut short.
 _MIN_BYTES = 16
+# Heap allowed to the probe child beyond 16x the model's size: a corrupt tensor shape can make
+# allocate_tensors ask for many GB (12 GB seen for a fuzzed 2 KB model); capped, it fails at once.
+PROBE_HEAP_BYTES = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -179,11 +182,11 @@ def probe_loadable(model_path: Path, runtime: str = "auto", timeout: float = 120
     """
     path = validate_model_file(model_path).resolve()
     package = __package__ or "runtime"
-    prelude = ""
-    if "." not in package:
-        # a copied `runtime/` folder: make its parent importable in the child, as `python -m runtime` does
-        prelude = f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent.parent)!r}); "
-    code = prelude + f"import importlib; importlib.import_module({package + '.interpreter'!r})._probe_main()"
+    # The child gets this process's import path: `python -c` would put the working folder first, and a
+    # folder named `mdx/` there (the mdx source tree, say) would shadow the installed package.
+    search_path = [str(Path(__file__).resolve().parent.parent), *sys.path] if "." not in package else list(sys.path)
+    code = (f"import sys; sys.path[:] = {search_path!r}; "
+            f"import importlib; importlib.import_module({package + '.interpreter'!r})._probe_main()")
     try:
         done = subprocess.run(
             [sys.executable, "-c", code, str(path), runtime],
@@ -207,11 +210,26 @@ def probe_loadable(model_path: Path, runtime: str = "auto", timeout: float = 120
     return RuntimeInfo(**reply)
 
 
+def _cap_heap(model: Path) -> None:
+    """Limit this (probe) process's heap to PROBE_HEAP_BYTES + 16x the model, where the OS allows it."""
+    try:
+        import resource
+
+        limit = PROBE_HEAP_BYTES + 16 * model.stat().st_size
+        _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, hard))
+    except (ImportError, ValueError, OSError):  # no `resource` (Windows), or the OS refuses: probe uncapped
+        pass
+
+
 def _probe_main() -> None:
     """Child side of probe_loadable: argv = [model, runtime]; prints one JSON line, RuntimeInfo or the error."""
     import numpy as np
 
     model, runtime = sys.argv[1], sys.argv[2]
+    _cap_heap(Path(model))
     try:
         interpreter, info = load_interpreter(Path(model), runtime)
         for detail in interpreter.get_input_details():

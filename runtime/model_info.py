@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import ModelLoadError, UsageError
 from .preprocess import Preprocessing
+from .tflite_metadata import read_metadata
 
 RECORD_NAME = "record.json"
 LABELS_NAME = "labels.txt"
@@ -62,12 +63,17 @@ def _check_labels(labels: Sequence[str], where: str) -> tuple[str, ...]:
 
 
 def read_embedded_metadata(model_path: Path) -> dict[str, Any] | None:
-    """Preprocessing and labels stored inside the .tflite (TFLite metadata), or None.
+    """Preprocessing and labels stored inside the .tflite (TFLite metadata, as MediaPipe reads it), or None.
 
-    Hook for the metadata work (not built yet): return {"preprocessing": {...}, "labels": [...]} with
-    either key optional, read from the model's metadata buffer. Until then models carry none.
+    Returns {"preprocessing": {"size", "mean", "std"}, "labels": [...]} with either key optional.
+
+    Raises:
+        ModelLoadError: the metadata is corrupt or names a labels file the model lacks.
     """
-    return None
+    path = Path(model_path)
+    if path.suffix.lower() != ".tflite" or not path.is_file():
+        return None
+    return read_metadata(path)
 
 
 def _read_record(path: Path) -> dict[str, Any] | None:

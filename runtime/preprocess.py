@@ -43,7 +43,7 @@ class Preprocessing:
         return {"size": self.size, "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         unknown = sorted(set(data) - {"size", "mean", "std"})
         if unknown:
             raise UsageError(f"unknown preprocessing key(s) {unknown}; expected size, mean, std")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -37,3 +37,26 @@ def xray_subset(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Pat
         return made[per_class]
 
     return make
+
+
+def find_side_python(variable: str, default: Path, build_hint: str) -> Path:
+    """The interpreter of a side environment (tflite-runtime, MediaPipe), or skip naming how to build it.
+
+    Under MDX_REQUIRE_SIDE_RUNTIMES=1 (CI, after .ci/install-side-runtimes.sh) a missing one fails instead:
+    a test that silently skips there would hide a broken install.
+    """
+    import os
+
+    python = Path(os.environ.get(variable, default))
+    if not python.is_file():
+        message = f"no environment at {python}: {build_hint} (or set {variable})"
+        if os.environ.get("MDX_REQUIRE_SIDE_RUNTIMES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    return python
+
+
+@pytest.fixture(scope="session")
+def side_python() -> Callable[[str, Path, str], Path]:
+    """`side_python(VARIABLE, default, hint)`: find_side_python for test modules, which cannot import conftest."""
+    return find_side_python

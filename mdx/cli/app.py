@@ -5,6 +5,7 @@ Stages are imported inside the command functions, so `mdx --help` never imports 
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -52,7 +53,13 @@ def log(message: str) -> None:
     console.print(message, soft_wrap=True)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # SIGTERM (kill, systemd, CI timeouts) unwinds like Ctrl-C, so staging folders are removed on the way out
+    signal.signal(signal.SIGTERM, _interrupt)
     app(prog_name="mdx")
 
 

@@ -59,6 +59,20 @@ def convert_command(
         Path | None, typer.Option("--out", help="Output folder (default for a run: RUN/convert).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing variant folders.")] = False,
+    bias_correction: Annotated[
+        bool,
+        typer.Option(
+            "--bias-correction/--no-bias-correction",
+            help="int8 variants: correct the biases for the mean error of int8 weights and of the output.",
+        ),
+    ] = True,
+    auto_fallback: Annotated[
+        bool,
+        typer.Option(
+            "--auto-fallback",
+            help="With --int8: keep the layers int8 hurts most in float until parity holds on the run's validation split.",
+        ),
+    ] = False,
 ) -> None:
     """Convert a trained model to .tflite variants: fp32 (always), fp16, dynamic, int8, int8-fallback."""
     from mdx.convert.convert import ConvertConfig, convert
@@ -86,6 +100,8 @@ def convert_command(
         target=target,
         out=out_dir,
         overwrite=overwrite,
+        bias_correction=bias_correction,
+        auto_fallback=auto_fallback,
     )
     with console.status("converting (TensorFlow)…"):
         result = convert(source, config, on_log=log)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,7 +14,7 @@ DEFAULT_DATA = Path("data/chest_xray")
 @app.command("train")
 def train_command(
     data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (optional val/)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Run folder; the model goes to OUT/train/. Default runs/<data name>."),
+    out: Path | None = typer.Option(None, "--out", help="Run folder; the model goes to OUT/train/. Default runs/<data name>."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT/train/."),
     backbone: str = typer.Option("mobilenet_v2", help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or efficientnet_b0."),
     weights: str = typer.Option("bundled", help="bundled (ImageNet .tflite in data/), imagenet (Keras download), none, or a .tflite/.keras/.h5 file."),

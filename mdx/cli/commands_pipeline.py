@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
-from mdx.cli.app import app, log, not_built, out as stdout
+from mdx.cli.app import app, log
+from mdx.cli.app import out as stdout
 from mdx.cli.commands_fit import DEFAULT_DATA
 
 
@@ -18,11 +18,11 @@ def pipeline_command(
     data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder: train/, convert/<variant>/, evaluate/, bench/, summary."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-    train_config: Optional[Path] = typer.Option(None, "--train-config", help="JSON file of TrainConfig values (see `mdx train --help`)."),
-    epochs_frozen: Optional[int] = typer.Option(None, help="Override the training config's epochs with the backbone frozen."),
-    epochs_finetune: Optional[int] = typer.Option(None, help="Override the training config's fine-tuning epochs."),
-    max_images_per_class: Optional[int] = typer.Option(None, help="Use at most this many images per class and split (quick runs)."),
-    input_size: Optional[int] = typer.Option(None, help="Override the input size."),
+    train_config: Path | None = typer.Option(None, "--train-config", help="JSON file of TrainConfig values (see `mdx train --help`)."),
+    epochs_frozen: int | None = typer.Option(None, help="Override the training config's epochs with the backbone frozen."),
+    epochs_finetune: int | None = typer.Option(None, help="Override the training config's fine-tuning epochs."),
+    max_images_per_class: int | None = typer.Option(None, help="Use at most this many images per class and split (quick runs)."),
+    input_size: int | None = typer.Option(None, help="Override the input size."),
     variants: str = typer.Option("int8", help="Comma-separated variants besides fp32: fp16, dynamic, int8, int8-fallback."),
     threads: str = typer.Option("1", help="Thread counts to time, comma-separated."),
 ) -> None:
@@ -65,6 +65,37 @@ def pipeline_command(
 
 
 @app.command("report")
-def report_command() -> None:
+def report_command(
+    paths: list[Path] = typer.Argument(..., metavar="RUN_DIR | DIR...", help="RUN_DIR (an `mdx pipeline` --out folder); with --merge: "
+                                                 "benchmarks/results/<machine> folders (or benchmarks/results)."),
+    out: Path | None = typer.Option(None, "--out", help="Folder for report.md/report.html (default: RUN_DIR); "
+                                                           "with --merge: where merged.md/merged.json go (default: print only)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report."),
+    merge: bool = typer.Option(False, "--merge", help="Merge benchmark results across machines into one table."),
+) -> None:
     """Write report.md and report.html for a run: variant table, plots, versions and machine."""
-    not_built("report", "issue 7")
+    from mdx.errors import ArtifactError, ConfigError
+
+    if merge:
+        from mdx.report_merge import merge_results, merged_markdown
+        from mdx.runtime.files import atomic_write_json, atomic_write_text
+
+        table = merge_results(paths)
+        text = merged_markdown(table)
+        if out is None:
+            stdout.print(text, markup=False, highlight=False, soft_wrap=True)
+            return
+        if (out / "merged.md").exists() and not overwrite:
+            raise ArtifactError(f"{out / 'merged.md'} already exists; pass --overwrite to replace it, or choose another --out")
+        atomic_write_json(out / "merged.json", table.to_dict())
+        log(f"report: merged {len(table.rows)} figures from {len(table.machines)} machine(s) into "
+            f"{atomic_write_text(out / 'merged.md', text)}")
+        return
+    if len(paths) != 1:
+        raise ConfigError(f"mdx report takes one RUN_DIR, got {len(paths)}; pass --merge to combine benchmark folders")
+    from mdx.report import ReportConfig, write_report
+
+    result = write_report(paths[0], ReportConfig(out=out, overwrite=overwrite))
+    for note in result.notes:
+        log(f"report: {note}")
+    log(f"report: saved {result.html} and {result.markdown.name} ({len(result.figures)} figures) in {result.seconds:.1f} s")

@@ -94,11 +94,12 @@ def evaluate_command(
     json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
 ) -> None:
     """Accuracy, sensitivity, specificity, F1, AUC with CIs of a .tflite model on a data folder."""
-    from mdx.runtime.cli import metric_rows
+    from mdx.runtime.cli import metric_rows, probe_models
     from mdx.runtime.evaluate import evaluate
 
     config = _config(runtime, threads, no_xnnpack, size, mean, std, labels, workers=workers, threshold=threshold,
                      positive_class=positive_class, n_boot=n_boot)
+    probe_models(model, runtime=runtime)
     result = evaluate(model, data, config)
     m = result.metrics
     for skipped in result.data["skipped"]:
@@ -138,6 +139,9 @@ def predict_command(
         rows = top_k(probs, info.labels, top)
         result = PredictResult(str(model), None, info.labels, tuple(str(p) for p in images), tuple(map(tuple, rows)))
     else:
+        from mdx.runtime.cli import probe_models
+
+        probe_models(model, runtime=runtime)
         result = predict_images(model, images, config, top)
     table_rows = [(path, ", ".join(f"{label} {p:.4f}" for label, p in best)) for path, best in zip(result.paths, result.top)]
     _print_table(f"{model.name}" + (f", {result.runtime}" if result.runtime else ""), ("image", f"top {top}"), table_rows)
@@ -157,10 +161,11 @@ def bench_command(
 ) -> None:
     """Latency (init, first invoke, p50/p90/p99), peak RSS and size of a .tflite model on this machine."""
     from mdx.runtime.bench import BenchConfig, bench
-    from mdx.runtime.cli import BENCH_HEADERS, bench_rows, parse_threads
+    from mdx.runtime.cli import BENCH_HEADERS, bench_rows, parse_threads, probe_models
 
     config = BenchConfig(threads=parse_threads(threads), warmup=warmup, runs=runs, min_seconds=min_seconds,
                          xnnpack=not no_xnnpack, runtime=runtime)
+    probe_models(model, runtime=runtime)
     result = bench(model, config).to_dict()
     facts = result["model"]
     title = (f"{model.name}: latency in ms, {facts['bytes']} bytes ({facts['gzip_bytes']} gzipped), {result['runtime']['package']} "
@@ -188,13 +193,14 @@ def check_command(
 ) -> None:
     """Parity gate: a candidate model against its reference; exits 3 when a tolerance fails."""
     from mdx.runtime.check import check
-    from mdx.runtime.cli import parity_rows
+    from mdx.runtime.cli import parity_rows, probe_models
     from mdx.runtime.parity import Tolerances
 
     tolerances = Tolerances(max_acc_drop_pt=max_acc_drop, max_auc_drop=max_auc_drop, min_agreement=min_agreement,
                             max_prob_diff=max_prob_diff)
     config = _config(runtime, None, False, size, mean, std, labels, n_boot=n_boot)
     reference_predict = None
+    probe_models(candidate, *([] if _is_keras(reference) else [reference]), runtime=runtime)
     if _is_keras(reference):
         reference, reference_predict = _keras_model(reference)
     result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict)

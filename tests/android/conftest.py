@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from mdx.convert.flatbuffer import read_tflite
 
+from mdx.convert.flatbuffer import read_tflite
 from mdx.records import write_record
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,12 +8,12 @@ from importlib.util import find_spec
 from pathlib import Path
 
 import pytest
-from mdx.runtime.files import sha256_file
 from typer.testing import CliRunner
 
 from mdx.cli import app as cli
 from mdx.export_android import ASSETS
 from mdx.records import write_record
+from mdx.runtime.files import sha256_file
 
 pytestmark = [
     pytest.mark.tf,

@@ -7,16 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mdx.runtime.classifier import TfliteClassifier
-from mdx.runtime.files import sha256_file
-from mdx.runtime.images import load_image
-from mdx.runtime.preprocess import Preprocessing
 from typer.testing import CliRunner
 
 from mdx.cli import app as cli
 from mdx.errors import ArtifactError, ConfigError, DataError
 from mdx.export_android import ASSETS, GOLDEN, ExportConfig, export_android
 from mdx.records import read_record
+from mdx.runtime.classifier import TfliteClassifier
+from mdx.runtime.files import sha256_file
+from mdx.runtime.images import load_image
+from mdx.runtime.preprocess import Preprocessing
 
 runner = CliRunner()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
@@ -214,6 +216,44 @@ def test_check_compatibility_other_variants_load_on_every_runtime(converted, var
         assert check_compatibility(converted.out / variant / "model.tflite", runtime) == []
 
 
+# The copied harness (runtime/ alone) loads each model in the tflite-runtime 2.14 venv.
+LOAD_IN_EACH = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from runtime.errors import ModelLoadError
+from runtime.interpreter import load_interpreter
+from pathlib import Path
+loads = {}
+for model in sys.argv[3:]:
+    try:
+        load_interpreter(Path(model), sys.argv[2])[0].invoke()
+        loads[model] = None
+    except ModelLoadError as exc:
+        loads[model] = str(exc)
+print(json.dumps(loads))
+"""
+
+
+@pytest.mark.tf
+def test_compatibility_record_agrees_with_real_loading_in_every_runtime(converted, side_python):
+    """The op-version table predicts loading; here every variant is really loaded, so the table cannot drift."""
+    python = side_python("MDX_TFLITE_RUNTIME_PYTHON", REPO / ".venv-tflite" / "bin" / "python",
+                         "run .ci/install-side-runtimes.sh (builds .venv-tflite)")
+    models = [str(converted.out / variant / "model.tflite") for variant in VARIANTS]
+    observed: dict[str, dict[str, str | None]] = {}
+    for table_name, runtime, interpreter in (("ai-edge-litert", "litert", sys.executable), ("tf.lite", "tf", sys.executable),
+                                             ("tflite-runtime-2.14", "tflite-runtime", str(python))):
+        done = subprocess.run([interpreter, "-c", LOAD_IN_EACH, str(REPO), runtime, *models], cwd=converted.out,
+                              capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-1500:]
+        observed[table_name] = json.loads(done.stdout.strip().splitlines()[-1])
+    for variant, model in zip(VARIANTS, models):
+        table = read_record(converted.out / variant)["compatibility"]["runtimes"]
+        for runtime, loads in observed.items():
+            assert table[runtime]["loads"] == (loads[model] is None), (variant, runtime, loads[model])
+    assert "FULLY_CONNECTED" in observed["tflite-runtime-2.14"][models[VARIANTS.index("dynamic")]]
+
+
 @pytest.mark.tf
 def test_convert_target_tflite_runtime_2_14_refuses_dynamic_before_writing_anything(tiny_run, tmp_path):
     config = ConvertConfig(variants=("dynamic",), target="tflite-runtime-2.14", out=tmp_path / "out")
@@ -285,7 +325,8 @@ def test_convert_failure_while_writing_leaves_no_folder_and_no_partial(tiny_run,
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("mdx.convert.convert.write_record", disk_full)
-    with pytest.raises(OSError, match="No space left"):
+    # a full disk is the user's to fix: an ArtifactError naming the folder, not a bare OSError (issue 9)
+    with pytest.raises(ArtifactError, match=r"out/fp32: cannot write \(No space left on device\); free space"):
         convert(tiny_run, ConvertConfig(out=tmp_path / "out"))
     assert not (tmp_path / "out" / "fp32").exists()
     assert _no_partials(tmp_path / "out")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mdx.runtime.images import load_image
-from mdx.runtime.preprocess import MOBILENET_V2
 
 from mdx.errors import ArtifactError, ConfigError, DataError
+from mdx.runtime.images import load_image
+from mdx.runtime.preprocess import MOBILENET_V2
 
 pytestmark = [
     pytest.mark.tf,
@@ -190,9 +190,8 @@ def test_predict_proba_keras_imported_file_matches_classifier(imported_file, inp
 
 
 def test_import_weights_folder_out_writes_verified_stage_folder(tmp_path):
-    from mdx.train.imagenet_import import ImportConfig, import_weights
-
     from mdx.records import read_record
+    from mdx.train.imagenet_import import ImportConfig, import_weights
 
     out = tmp_path / "backbone"
     result = import_weights(TFLITE, ImportConfig(include_top=False, input_size=96), out)

@@ -83,7 +83,7 @@ def test_train_bad_and_odd_images_handled_or_skipped_with_warning(tmp_path: Path
     source = Image.open(next(normal.iterdir())).convert("L")
     source.save(normal / "grey.png")
     source.convert("RGBA").save(normal / "rgba.png")
-    Image.fromarray((np.asarray(source, np.uint16) * 257)).save(normal / "sixteen.png")
+    Image.fromarray(np.asarray(source, np.uint16) * 257).save(normal / "sixteen.png")
     (normal / "notes.jpg").write_text("not an image")
     jpeg = next((data / "train" / "PNEUMONIA").iterdir()).read_bytes()
     (data / "train" / "PNEUMONIA" / "truncated.jpeg").write_bytes(jpeg[: len(jpeg) // 3])
@@ -106,7 +106,8 @@ def test_train_mirrored_strategy_two_logical_cpus(tmp_path: Path, xray_subset) -
         config = TrainConfig(**json.loads({json.dumps(json.dumps({**TINY, "strategy": "mirrored", "epochs_finetune": 0}))}))
         train({str(xray_subset(8))!r}, config, {str(tmp_path / "train")!r})
     """)
-    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tmp_path / "train" / "record.json").read_text())
     assert record["replicas"] == 2 and record["config"]["strategy"] == "mirrored"

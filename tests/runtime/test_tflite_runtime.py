@@ -2,13 +2,13 @@
 
 tflite-runtime's last wheels (2.14) need numpy 1.x, so it cannot live in the dev venv. Build one with
     python3.11 -m venv .venv-tflite && .venv-tflite/bin/pip install "tflite-runtime>=2.14" "numpy<2" pillow
-or point MDX_TFLITE_RUNTIME_PYTHON at such an interpreter. The suite never builds it.
+(.ci/install-side-runtimes.sh does, and `make test` runs it) or point MDX_TFLITE_RUNTIME_PYTHON at
+such an interpreter.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,21 +17,22 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PYTHON = Path(os.environ.get("MDX_TFLITE_RUNTIME_PYTHON", ROOT / ".venv-tflite" / "bin" / "python"))
 
-pytestmark = pytest.mark.skipif(
-    not PYTHON.is_file(),
-    reason=f"no tflite-runtime environment at {PYTHON} (set MDX_TFLITE_RUNTIME_PYTHON or build .venv-tflite; see module docstring)",
-)
+
+@pytest.fixture(scope="module")
+def tflite_python(side_python) -> Path:
+    return side_python("MDX_TFLITE_RUNTIME_PYTHON", ROOT / ".venv-tflite" / "bin" / "python",
+                       "run .ci/install-side-runtimes.sh (builds .venv-tflite)")
 
 
 @pytest.mark.parametrize("name", ["binary_int8", "three_fp32"])
-def test_tflite_runtime_copied_harness_matches_golden(tmp_path: Path, model_path, golden, name: str) -> None:
+def test_tflite_runtime_copied_harness_matches_golden(tmp_path: Path, model_path, golden, name: str,
+                                                      tflite_python: Path) -> None:
     shutil.copytree(ROOT / "runtime", tmp_path / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     labels = np.array([0, 1] * 4)
     np.savez(tmp_path / "data.npz", inputs=golden["inputs"], labels=labels)
     done = subprocess.run(
-        [str(PYTHON), "-m", "runtime", "evaluate", str(model_path(name)), "data.npz", "--runtime", "tflite-runtime",
+        [str(tflite_python), "-m", "runtime", "evaluate", str(model_path(name)), "data.npz", "--runtime", "tflite-runtime",
          "--n-boot", "0", "--out", "out"],
         cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )

@@ -173,9 +173,9 @@ def test_op_versions_tflite_runtime_2_14_matches_observed_failure():
     assert runtimes() == ("ai-edge-litert", "tflite-runtime-2.14", "tf.lite")
 
 
-def test_compat_import_does_not_import_tensorflow():
+def test_compat_import_does_not_import_tensorflow(tmp_path) -> None:
     code = (
         "import sys, mdx.convert.compat as c; c.check_compatibility(sys.argv[1], 'tflite-runtime-2.14'); "
         "assert 'tensorflow' not in sys.modules and 'flatbuffers' not in sys.modules"
     )
-    subprocess.run([sys.executable, "-c", code, str(BUNDLED)], check=True)
+    subprocess.run([sys.executable, "-c", code, str(BUNDLED)], cwd=tmp_path, check=True)

@@ -13,10 +13,9 @@ from mdx.records import read_record, staged_dir, write_record
 
 def test_staged_dir_failure_inside_leaves_nothing(tmp_path: Path) -> None:
     final = tmp_path / "stage"
-    with pytest.raises(RuntimeError, match="boom"):
-        with staged_dir(final, overwrite=False) as staging:
-            (staging / "model.tflite").write_bytes(b"half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), staged_dir(final, overwrite=False) as staging:
+        (staging / "model.tflite").write_bytes(b"half")
+        raise RuntimeError("boom")
     assert not final.exists()
     assert list(tmp_path.iterdir()) == []
 
@@ -25,9 +24,8 @@ def test_staged_dir_existing_without_overwrite_is_refused(tmp_path: Path) -> Non
     final = tmp_path / "stage"
     final.mkdir()
     (final / "keep.txt").write_text("old")
-    with pytest.raises(ArtifactError, match="already exists; pass --overwrite"):
-        with staged_dir(final, overwrite=False):
-            pass
+    with pytest.raises(ArtifactError, match="already exists; pass --overwrite"), staged_dir(final, overwrite=False):
+        pass
     assert (final / "keep.txt").read_text() == "old"
 
 

@@ -1,0 +1,91 @@
+"""What every benchmark script shares: where results go, the facts saved with them, and the run's files.
+
+A result is `benchmarks/results/<hostname>/<name>.json` holding the benchmark's name, its "figures"
+(what `mdx report --merge` tabulates across machines), its settings, the versions and the machine,
+including the load average before and after: on a shared machine a figure measured under load is
+slower, and the file must say so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def result_path(name: str) -> Path:
+    return RESULTS / platform.node() / f"{name}.json"
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not on every platform
+        return None
+
+
+def context(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Versions and machine facts, as the stage records keep them, plus the load average now."""
+    from mdx.runtime.machine import RELEVANT_PACKAGES, machine_facts, package_versions
+
+    return {"versions": package_versions(RELEVANT_PACKAGES + extra_packages),
+            "machine": {**machine_facts(), "loadavg_start": load_average()},
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
+def save(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
+    """Write the result (with the closing load average) to `out` or benchmarks/results/<hostname>/<name>.json."""
+    from mdx.runtime.files import atomic_write_json
+
+    payload["machine"]["loadavg_end"] = load_average()
+    return atomic_write_json(out or result_path(name), {"benchmark": name, **payload})
+
+
+def run_files(run: Path) -> dict[str, Any]:
+    """The train record and the fp32/int8 .tflite of a pipeline run.
+
+    Raises:
+        SystemExit: the run lacks them (a benchmark script, not library code: it may exit).
+    """
+    run = Path(run)
+    record_path = run / "train" / "record.json"
+    if not record_path.is_file():
+        raise SystemExit(f"error: {record_path} not found; pass the --out folder of `mdx pipeline`")
+    record = json.loads(record_path.read_text(encoding="utf-8"))
+    models = {v: run / "convert" / v / "model.tflite" for v in ("fp32", "int8")}
+    for variant, path in models.items():
+        if not path.is_file():
+            raise SystemExit(f"error: {path} not found; run `mdx convert {run} --variants {variant}`")
+    return {"record": record, "models": models, "keras": run / "train" / "model.keras"}
+
+
+def load_test_split(record: dict[str, Any], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """The run's test images through the run's preprocessing (the decoder training used); `limit`: N evenly spaced."""
+    from mdx.runtime.images import load_folder
+    from mdx.runtime.preprocess import Preprocessing
+
+    test_dir = (record.get("data") or {}).get("test_dir")
+    if not test_dir or not Path(test_dir).is_dir():
+        raise SystemExit(f"error: the run's test split {test_dir!r} is not on this machine")
+    labels = tuple(record["labels"])
+    preprocessing = Preprocessing.from_dict(record["preprocessing"])
+    images = load_folder(Path(test_dir), preprocessing.size, labels)
+    inputs, targets = preprocessing.normalize(images.images), images.labels
+    if limit and limit < len(targets):  # evenly spaced, so both classes stay in (folders are sorted by class)
+        keep = np.linspace(0, len(targets) - 1, limit).astype(int)
+        inputs, targets = inputs[keep], targets[keep]
+    return inputs, targets, labels
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    values = np.asarray(ms, dtype=np.float64)
+    p50, p90 = np.percentile(values, [50, 90])
+    return {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4), "mean_ms": round(float(values.mean()), 4),
+            "min_ms": round(float(values.min()), 4), "runs": int(values.size)}

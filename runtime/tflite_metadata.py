@@ -1,0 +1,165 @@
+"""Read the labels and input normalization embedded in a .tflite (TFLite metadata), without TensorFlow.
+
+The metadata is a `ModelMetadata` flatbuffer (metadata_schema.fbs, identifier "M001") in the model
+buffer named "TFLITE_METADATA"; the labels file it names is in a zip archive appended to the model.
+This reader walks only the fields it needs, so it runs wherever the runtime does (no TensorFlow,
+no `flatbuffers` package). Field numbers follow schema.fbs and metadata_schema.fbs; a union takes two
+slots (its type, then its value).
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from .errors import ModelLoadError
+
+METADATA_NAME = "TFLITE_METADATA"
+_IMAGE_PROPERTIES, _NORMALIZATION_OPTIONS, _TENSOR_AXIS_LABELS = 2, 1, 2
+
+
+class _Table:
+    """One flatbuffer table; absent fields read as None or empty."""
+
+    def __init__(self, buf: bytes, pos: int) -> None:
+        self.buf, self.pos = buf, pos
+        self.vtable = pos - struct.unpack_from("<i", buf, pos)[0]
+        self.vtable_size = struct.unpack_from("<H", buf, self.vtable)[0]
+
+    def _field(self, index: int) -> int:
+        entry = 4 + 2 * index
+        if entry >= self.vtable_size:
+            return 0
+        offset = struct.unpack_from("<H", self.buf, self.vtable + entry)[0]
+        return self.pos + offset if offset else 0
+
+    def scalar(self, index: int, fmt: str, default: Any) -> Any:
+        at = self._field(index)
+        return struct.unpack_from("<" + fmt, self.buf, at)[0] if at else default
+
+    def _indirect(self, index: int) -> int:
+        at = self._field(index)
+        return at + struct.unpack_from("<I", self.buf, at)[0] if at else 0
+
+    def table(self, index: int) -> _Table | None:
+        at = self._indirect(index)
+        return _Table(self.buf, at) if at else None
+
+    def string(self, index: int) -> str | None:
+        at = self._indirect(index)
+        if not at:
+            return None
+        length = struct.unpack_from("<I", self.buf, at)[0]
+        return self.buf[at + 4:at + 4 + length].decode("utf-8", errors="replace")
+
+    def vector(self, index: int, fmt: str) -> tuple[Any, ...]:
+        at = self._indirect(index)
+        if not at:
+            return ()
+        length = struct.unpack_from("<I", self.buf, at)[0]
+        return struct.unpack_from(f"<{length}{fmt}", self.buf, at + 4)
+
+    def tables(self, index: int) -> list[_Table]:
+        at = self._indirect(index)
+        if not at:
+            return []
+        length = struct.unpack_from("<I", self.buf, at)[0]
+        slots = (at + 4 + 4 * i for i in range(length))
+        return [_Table(self.buf, slot + struct.unpack_from("<I", self.buf, slot)[0]) for slot in slots]
+
+
+def _metadata_buffer(model: bytes) -> bytes | None:
+    """The bytes of the "TFLITE_METADATA" buffer of a TFLite model, or None."""
+    root = _Table(model, struct.unpack_from("<I", model, 0)[0])
+    buffers = root.tables(4)  # Model: ..., buffers 4, metadata_buffer 5, metadata 6
+    for entry in root.tables(6):  # Metadata: name 0, buffer 1
+        if entry.string(0) == METADATA_NAME:
+            buffer = buffers[entry.scalar(1, "I", 0)]  # Buffer: data 0, offset 1, size 2
+            offset, size = buffer.scalar(1, "Q", 0), buffer.scalar(2, "Q", 0)
+            if offset > 1:  # stored after the flatbuffer (models over 2 GB)
+                return model[offset:offset + size]
+            at = buffer._indirect(0)
+            return model[at + 4:at + 4 + struct.unpack_from("<I", model, at)[0]] if at else None
+    return None
+
+
+def _input_size(model: bytes) -> int | None:
+    """The square spatial size of the first subgraph's input tensor (N, S, S, C), or None."""
+    root = _Table(model, struct.unpack_from("<I", model, 0)[0])
+    subgraph = root.tables(2)[0]  # SubGraph: tensors 0, inputs 1; Tensor: shape 0
+    shape = subgraph.tables(0)[subgraph.vector(1, "i")[0]].vector(0, "i")
+    return int(shape[1]) if len(shape) == 4 and shape[1] == shape[2] else None
+
+
+def _labels(model: bytes, name: str, where: str) -> list[str]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(model)) as archive:
+            text = archive.read(name).decode("utf-8")
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise ModelLoadError(f"{where}: its metadata names {name!r} but the model carries no such file ({exc}); "
+                             "reconvert it with mdx convert") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def read_metadata(path: Path) -> dict[str, Any] | None:
+    """{"preprocessing": {"size", "mean", "std"}, "labels": [...]} from the model's metadata, or None.
+
+    Either key is left out when the metadata lacks it; None when the model has no TFLite metadata.
+
+    Raises:
+        ModelLoadError: the metadata is corrupt, or names a labels file the model does not carry.
+    """
+    model = Path(path).read_bytes()
+    if len(model) < 8 or model[4:8] != b"TFL3":
+        return None  # not a flatbuffer .tflite: the interpreter will say so with its own message
+    try:
+        buffer = _metadata_buffer(model)
+        if buffer is None:
+            return None
+        meta = _Table(buffer, struct.unpack_from("<I", buffer, 0)[0])
+        subgraphs = meta.tables(3)  # ModelMetadata: subgraph_metadata 3
+        if not subgraphs:
+            return None
+        found: dict[str, Any] = {}
+        inputs, outputs = subgraphs[0].tables(2), subgraphs[0].tables(3)  # input / output tensor metadata
+        if inputs:
+            found.update(_normalization(inputs[0], model))
+        if outputs:
+            for file in outputs[0].tables(6):  # AssociatedFile: name 0, description 1, type 2
+                if file.scalar(2, "b", 0) == _TENSOR_AXIS_LABELS and file.string(0):
+                    found["labels"] = _labels(model, file.string(0) or "", str(path))
+                    break
+        return found or None
+    except (struct.error, IndexError) as exc:
+        raise ModelLoadError(f"{path}: its TFLite metadata is truncated or corrupt ({exc}); reconvert it") from None
+
+
+def _normalization(tensor: _Table, model: bytes) -> dict[str, Any]:
+    """{"preprocessing": ...} from an input TensorMetadata's NormalizationOptions, or {}."""
+    for unit in tensor.tables(4):  # TensorMetadata: process_units 4; ProcessUnit: options_type 0, options 1
+        options = unit.table(1)
+        if unit.scalar(0, "B", 0) == _NORMALIZATION_OPTIONS and options is not None:
+            mean, std = options.vector(0, "f"), options.vector(1, "f")  # NormalizationOptions: mean 0, std 1
+            size = _image_size(tensor) or _input_size(model)
+            if not mean or not std or size is None:
+                return {}
+            return {"preprocessing": {"size": size, "mean": _per_channel(mean), "std": _per_channel(std)}}
+    return {}
+
+
+def _image_size(tensor: _Table) -> int | None:
+    content = tensor.table(3)  # TensorMetadata: content 3; Content: properties_type 0, properties 1
+    image = content.table(1) if content is not None and content.scalar(0, "B", 0) == _IMAGE_PROPERTIES else None
+    size = image.table(1) if image is not None else None  # ImageProperties: color_space 0, default_size 1
+    if size is None:
+        return None
+    width, height = size.scalar(0, "I", 0), size.scalar(1, "I", 0)  # ImageSize: width 0, height 1
+    return int(width) if width and width == height else None
+
+
+def _per_channel(values: tuple[float, ...]) -> list[float]:
+    """One value for all three channels (MediaPipe's writer often stores one) or one per channel."""
+    return [float(values[0])] * 3 if len(values) == 1 else [float(v) for v in values]

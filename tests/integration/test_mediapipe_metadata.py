@@ -1,0 +1,159 @@
+"""Labels and normalization embedded in every variant, read back by the harness and by MediaPipe.
+
+The MediaPipe tests are opt-in: MediaPipe cannot live in the main environment, so they run its
+ImageClassifier in a separate venv (default .venv-mediapipe, built by .ci/install-side-runtimes.sh,
+or $MDX_MEDIAPIPE_PYTHON) and skip when that interpreter is absent.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from mdx.convert.convert import ConvertConfig, convert
+from mdx.records import write_record
+from mdx.runtime.classifier import TfliteClassifier
+from mdx.runtime.errors import ModelLoadError
+from mdx.runtime.images import list_images, load_image
+from mdx.runtime.model_info import load_model_info, read_embedded_metadata
+from mdx.runtime.preprocess import Preprocessing
+
+pytestmark = pytest.mark.tf
+
+SIZE = 32
+CLASSES = ("NORMAL", "PNEUMONIA")
+PRE = Preprocessing(size=SIZE, mean=(127.5,) * 3, std=(127.5,) * 3)
+MEDIAPIPE_VENV = Path(__file__).resolve().parents[2] / ".venv-mediapipe"
+CLASSIFY = """
+import json, sys
+import mediapipe as mp
+from mediapipe.tasks.python import vision
+from mediapipe.tasks.python.core import base_options
+result = {}
+for model in sys.argv[2:]:
+    options = vision.ImageClassifierOptions(base_options=base_options.BaseOptions(model_asset_path=model))
+    try:
+        classifier = vision.ImageClassifier.create_from_options(options)
+    except Exception as exc:
+        result[model] = {"error": str(exc).splitlines()[0]}
+        continue
+    tops = []
+    for image in json.loads(sys.argv[1]):
+        top = classifier.classify(mp.Image.create_from_file(image)).classifications[0].categories[0]
+        tops.append([top.category_name, top.score])
+    result[model] = {"top": tops}
+    classifier.close()
+print(json.dumps(result))
+"""
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, xray_subset) -> SimpleNamespace:
+    """fp32, int8 (int8 io) and int8 with uint8 io of a tiny classifier, plus 8 real X-rays at its size."""
+    from PIL import Image
+
+    from mdx.train.keras_shim import keras
+
+    root = tmp_path_factory.mktemp("metadata")
+    train = root / "train"
+    shutil.copytree(xray_subset(8) / "train", train)
+    for name in CLASSES:  # black and white pixels: the calibrated input range is then the full [-1, 1]
+        for value in (0, 255):
+            Image.new("RGB", (SIZE, SIZE), (value,) * 3).save(train / name / f"flat{value}.png")
+    paths, labels, _ = list_images(train, CLASSES)
+    images = np.stack([load_image(p, SIZE) for p in paths])
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, strides=2, activation="relu6")(inputs))
+    x = keras.layers.Dense(16, activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Dense(len(CLASSES), activation="softmax")(x))
+    model.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    model.fit(PRE.normalize(images), labels, epochs=80, batch_size=8, verbose=0)
+    run = root / "run"
+    (run / "train").mkdir(parents=True)
+    model.save(run / "train" / "model.keras")
+    (run / "train" / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    write_record(run / "train", stage="train", config={}, inputs=[], outputs=[run / "train" / "model.keras"],
+                 extra={"preprocessing": PRE.to_dict(), "labels": list(CLASSES),
+                        "data": {"train_dir": str(train)}})
+    convert(run, ConvertConfig(variants=("fp16", "int8")))  # calibrates on all 20 images
+    convert(run, ConvertConfig(variants=("int8",), io="uint8", out=root / "uint8"))
+    xrays = images[[i for i, path in enumerate(paths) if not path.name.startswith("flat")][::2]]
+    pngs = []
+    for index, image in enumerate(xrays):  # the harness's own decode and resize, so both see these pixels
+        pngs.append(root / f"xray{index}.png")
+        Image.fromarray(image).save(pngs[-1])
+    return SimpleNamespace(out=run / "convert", uint8=root / "uint8" / "int8" / "model.tflite", pngs=pngs,
+                           inputs=PRE.normalize(xrays))
+
+
+@pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
+def test_read_embedded_metadata_converted_variant_returns_labels_and_normalization(converted, variant):
+    found = read_embedded_metadata(converted.out / variant / "model.tflite")
+    assert found == {"preprocessing": {"size": SIZE, "mean": [127.5] * 3, "std": [127.5] * 3}, "labels": list(CLASSES)}
+
+
+def test_load_model_info_model_alone_takes_preprocessing_and_labels_from_metadata(converted, tmp_path):
+    alone = tmp_path / "model.tflite"  # no record.json, no labels.txt beside it
+    alone.write_bytes((converted.out / "int8" / "model.tflite").read_bytes())
+    info = load_model_info(alone)
+    assert info.labels == CLASSES and info.preprocessing == PRE
+    assert info.source == "labels: model metadata; preprocessing: model metadata"
+
+
+def test_read_embedded_metadata_labels_archive_cut_off_raises_model_load_error(converted, tmp_path):
+    data = (converted.out / "fp32" / "model.tflite").read_bytes()
+    cut = tmp_path / "model.tflite"
+    cut.write_bytes(data[: data.rfind(b"PK\x03\x04")])  # the flatbuffer without the zipped labels.txt
+    with pytest.raises(ModelLoadError, match=r"its metadata names 'labels.txt' but the model carries no such file"):
+        read_embedded_metadata(cut)
+
+
+def test_read_embedded_metadata_model_without_metadata_returns_none(tmp_path):
+    from mdx.train.keras_shim import keras, tf
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(keras.layers.Flatten()(inputs)))
+    path = tmp_path / "plain.tflite"
+    path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    assert read_embedded_metadata(path) is None
+
+
+@pytest.fixture(scope="module")
+def mediapipe_python(side_python) -> Path:
+    return side_python("MDX_MEDIAPIPE_PYTHON", MEDIAPIPE_VENV / "bin" / "python",
+                       "run .ci/install-side-runtimes.sh (builds .venv-mediapipe)")
+
+
+def _mediapipe(python: Path, converted, models: list[Path]) -> dict[str, dict]:
+    run = subprocess.run([str(python), "-c", CLASSIFY, json.dumps([str(p) for p in converted.pngs]),
+                          *map(str, models)], check=False, capture_output=True, text=True, timeout=120)
+    if run.returncode != 0 and "No module named 'mediapipe'" in run.stderr:
+        pytest.skip(f"{python} has no mediapipe: {python.parent}/pip install mediapipe")
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_mediapipe_image_classifier_fp32_and_uint8_io_int8_agree_with_harness(converted, mediapipe_python):
+    models = [converted.out / "fp32" / "model.tflite", converted.uint8]
+    result = _mediapipe(mediapipe_python, converted, models)
+    for model in models:
+        harness = TfliteClassifier(model).predict_proba(converted.inputs)
+        names = [name for name, _ in result[str(model)]["top"]]
+        assert set(names) <= set(CLASSES)  # category names come from the embedded labels.txt
+        expected = [CLASSES[i] for i in harness.argmax(axis=1)]
+        agreement = np.mean([a == b for a, b in zip(names, expected)])
+        # fp32 must match exactly; MediaPipe feeds a uint8 input the raw pixels (zero point 127: one level
+        # off the harness's quantized (pixel - 127.5) / 127.5 for pixels <= 127), so allow 2 flips of 8
+        assert agreement >= (1.0 if model.parent.name == "fp32" else 0.75), (model, names, expected)
+
+
+def test_mediapipe_image_classifier_refuses_int8_io_naming_uint8_float32(converted, mediapipe_python):
+    result = _mediapipe(mediapipe_python, converted, [converted.out / "int8" / "model.tflite"])
+    assert "Requested one of these types: uint8/float32, got INT8" in result[str(converted.out / "int8" / "model.tflite")]["error"]
