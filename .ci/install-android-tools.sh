@@ -6,8 +6,7 @@
 # Without apt-get (not Debian/Ubuntu) or without root/sudo it says so and exits 0: the tests then
 # skip, each naming the package it needs.
 set -euo pipefail
-
-PACKAGES=(kotlin junit4 default-jre-headless aapt android-framework-res)
+source "$(dirname "$0")/apt-lib.sh"
 
 present() {
     command -v kotlinc >/dev/null && command -v java >/dev/null && command -v aapt2 >/dev/null &&
@@ -20,26 +19,8 @@ if present; then
     echo "install-android-tools: already installed (kotlinc, java, junit4, aapt2, framework-res.apk)"
     exit 0
 fi
-if ! command -v apt-get >/dev/null; then
-    echo "install-android-tools: no apt-get here; install ${PACKAGES[*]} by hand or the Android checks will skip"
-    exit 0
-fi
-SUDO=()
-if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        SUDO=(sudo -n)
-    else
-        echo "install-android-tools: not root and no passwordless sudo; the Android checks will skip"
-        exit 0
-    fi
-fi
-
-started=$SECONDS
-export DEBIAN_FRONTEND=noninteractive
-"${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=120 update -qq
-"${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=120 install -y -qq --no-install-recommends "${PACKAGES[@]}" >/dev/null
+apt_install install-android-tools "the Android checks" kotlin junit4 default-jre-headless aapt android-framework-res || exit 0
 if ! present; then
-    echo "install-android-tools: installed ${PACKAGES[*]} but a tool is still missing" >&2
+    echo "install-android-tools: installed the packages but a tool is still missing" >&2
     exit 1
 fi
-echo "install-android-tools: installed ${PACKAGES[*]} in $((SECONDS - started)) s"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from typing_extensions import Self
-
 from mdx.errors import ConfigError
 from mdx.runtime.configs import JsonConfig
 from mdx.runtime.errors import UsageError
@@ -23,7 +21,7 @@ class ConfigBase(JsonConfig):
     """JsonConfig whose loading errors are mdx ConfigErrors (exit code 2)."""
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         try:
             return super().from_dict(data)
         except UsageError as exc:

@@ -8,6 +8,7 @@ from mdx.runtime.errors import (  # noqa: F401 - OutputError: a write failed (di
     InputDataError,
     ModelLoadError,
     OutputError,
+    RemoteError,
     RuntimeHarnessError,
     ToleranceError,
     UsageError,

@@ -10,8 +10,6 @@ from enum import Enum
 from pathlib import PurePath
 from typing import Any, TypeVar
 
-from typing_extensions import Self
-
 from .errors import UsageError
 
 C = TypeVar("C", bound="JsonConfig")
@@ -43,7 +41,7 @@ class JsonConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Self:
+    def from_dict(cls: type[C], data: dict[str, Any]) -> C:
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:

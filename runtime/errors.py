@@ -30,3 +30,7 @@ class ToleranceError(RuntimeHarnessError):
     """A parity tolerance failed (exit code 3)."""
 
     exit_code = 3
+
+
+class RemoteError(RuntimeHarnessError):
+    """A run on another machine over SSH failed: unreachable, refused, or the harness failed there."""

@@ -158,18 +158,32 @@ def bench_command(
     no_xnnpack: bool = typer.Option(False, "--no-xnnpack", help="Run without the default XNNPACK delegate."),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
+    host: str | None = typer.Option(None, "--host", help="Run on a board over SSH (user@board): copies runtime/ "
+                                    "and the model there, runs `python -m runtime bench`, brings the JSON back."),
+    remote_python: str = typer.Option("python3", help="With --host: the board's Python (with numpy and an interpreter)."),
+    ssh_option: list[str] = typer.Option([], "--ssh-option", help="With --host: extra ssh options, e.g. '-p 2222'."),
+    remote_timeout: float = typer.Option(900.0, help="With --host: seconds one ssh step may take."),
 ) -> None:
-    """Latency (init, first invoke, p50/p90/p99), peak RSS and size of a .tflite model on this machine."""
+    """Latency (init, first invoke, p50/p90/p99), peak RSS and size of a .tflite model, here or on a board (--host)."""
+    import shlex
+
     from mdx.runtime.bench import BenchConfig, bench
     from mdx.runtime.cli import BENCH_HEADERS, bench_rows, parse_threads, probe_models
 
     config = BenchConfig(threads=parse_threads(threads), warmup=warmup, runs=runs, min_seconds=min_seconds,
                          xnnpack=not no_xnnpack, runtime=runtime)
-    probe_models(model, runtime=runtime)
-    result = bench(model, config).to_dict()
+    if host is not None:
+        from mdx.runtime.remote import RemoteConfig, bench_remote
+
+        options = tuple(token for option in ssh_option for token in shlex.split(option))
+        result = bench_remote(model, config, RemoteConfig(host, remote_python, options, remote_timeout))
+    else:
+        probe_models(model, runtime=runtime)
+        result = bench(model, config).to_dict()
     facts = result["model"]
-    title = (f"{model.name}: latency in ms, {facts['bytes']} bytes ({facts['gzip_bytes']} gzipped), {result['runtime']['package']} "
-             f"{result['runtime']['version']}, peak RSS {result['peak_rss_mb']} MB")
+    where = f" on {host}" if host else ""
+    title = (f"{model.name}{where}: latency in ms, {facts['bytes']} bytes ({facts['gzip_bytes']} gzipped), "
+             f"{result['runtime']['package']} {result['runtime']['version']}, peak RSS {result['peak_rss_mb']} MB")
     _print_table(title, BENCH_HEADERS, bench_rows(result))
     _write_json(json_out, result)
 
