@@ -1,6 +1,6 @@
 """What every benchmark script shares: where results go, the facts saved with them, and the run's files.
 
-A result is `benchmarks/results/<hostname>/<name>.json` holding the benchmark's name, its "figures"
+A result is `benchmarks/results/<hostname>-<simd>/<name>.json` holding the benchmark's name, its "figures"
 (what `mdx report --merge` tabulates across machines), its settings, the versions and the machine,
 including the load average before and after: on a shared machine a figure measured under load is
 slower, and the file must say so.
@@ -20,8 +20,22 @@ import numpy as np
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+# The widest SIMD level names the machine with its hostname: machines here share the hostname "vm" while
+# one has AVX-512/VNNI and another only AVX2, and int8 latency differs between them by 5x.
+SIMD_LEVELS = ("avx512_vnni", "avx512f", "avx2", "asimddp", "asimd", "neon")
+
+
+def machine_label() -> str:
+    """`<hostname>-<widest SIMD level>`, e.g. vm-avx2: the folder of this machine's results."""
+    from mdx.runtime.machine import cpu_flags
+
+    flags = cpu_flags()
+    level = next((flag for flag in SIMD_LEVELS if flag in flags), platform.machine())
+    return f"{platform.node()}-{level}"
+
+
 def result_path(name: str) -> Path:
-    return RESULTS / platform.node() / f"{name}.json"
+    return RESULTS / machine_label() / f"{name}.json"
 
 
 def load_average() -> list[float] | None:
@@ -41,7 +55,7 @@ def context(extra_packages: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def save(name: str, payload: dict[str, Any], out: Path | None = None) -> Path:
-    """Write the result (with the closing load average) to `out` or benchmarks/results/<hostname>/<name>.json."""
+    """Write the result (with the closing load average) to `out` or benchmarks/results/<hostname>-<simd>/<name>.json."""
     from mdx.runtime.files import atomic_write_json
 
     payload["machine"]["loadavg_end"] = load_average()

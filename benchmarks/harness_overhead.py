@@ -15,7 +15,7 @@
    comparable under load (the load average is saved with the result).
 
     python benchmarks/harness_overhead.py runs/demo
-    -> benchmarks/results/<hostname>/harness_overhead.json
+    -> benchmarks/results/<hostname>-<simd>/harness_overhead.json
 
 Not run by the tests.
 """
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved bench/bare rounds")
     parser.add_argument("--images", type=int, default=0, help="test images for the parallel figure (0: all)")
     parser.add_argument("--repeats", type=int, default=2, help="parallel passes; the median counts")
-    parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/<host>/)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/<hostname>-<simd>/)")
     args = parser.parse_args(argv)
 
     from mdx.errors import MdxError

@@ -9,7 +9,7 @@ figure and its ratio to the TFLite model of the same precision.
 
     .venv/bin/pip install -e '.[compare]'          # tf2onnx, onnx, onnxruntime (adds, pins nothing)
     python benchmarks/onnx_compare.py runs/demo
-    -> benchmarks/results/<hostname>/onnx_compare.json
+    -> benchmarks/results/<hostname>-<simd>/onnx_compare.json
 
 Timing: LiteRT through mdx.runtime.bench (bare invoke()); ONNX Runtime as a bare `session.run` on a
 preallocated input, which also copies the 0.6 MB input and allocates the output (microseconds against
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="score on N evenly spaced test images (default all)")
     parser.add_argument("--calibration-count", type=int, default=200, help="as mdx convert's default")
     parser.add_argument("--work", type=Path, default=None, help="keep the .onnx files here (default: a temp folder)")
-    parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/<host>/)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/<hostname>-<simd>/)")
     args = parser.parse_args(argv)
 
     from mdx.errors import MdxError

@@ -7,7 +7,7 @@ figure is reported with its ratio or delta to dense. Raw and gzip bytes are both
 pruning shrinks only the compressed size, unless the sparse-float encoding stores the zeros away.
 
     python benchmarks/prune_sweep.py runs/chest_xray --sparsities 0.5,0.75,0.9
-    -> benchmarks/results/<hostname>/prune_sweep.json (and a table on stdout)
+    -> benchmarks/results/<hostname>-<simd>/prune_sweep.json (and a table on stdout)
 
 Not run by the tests: a full sweep fine-tunes MobileNetV2 three times.
 """
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import result_path
 
 
 def _sizes(path: Path) -> dict[str, int]:
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-count", type=int, default=200)
     parser.add_argument("--work", type=Path, default=None,
                         help="where pruned runs and .tflite go (default RUN/prune_sweep)")
-    parser.add_argument("--out", type=Path, default=RESULTS / platform.node() / "prune_sweep.json")
+    parser.add_argument("--out", type=Path, default=result_path("prune_sweep"))
     args = parser.parse_args(argv)
 
     from mdx.errors import MdxError

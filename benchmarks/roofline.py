@@ -9,7 +9,7 @@ twice: once with this shell's OPENBLAS_* settings, once with OPENBLAS_CORETYPE a
 unset (OpenBLAS then picks its kernel from the CPU); threadpoolctl, when installed, names the kernel.
 
     python benchmarks/roofline.py runs/demo
-    -> benchmarks/results/<hostname>/roofline.json
+    -> benchmarks/results/<hostname>-<simd>/roofline.json
 
 SGEMM is an fp32 ceiling: int8 kernels (XNNPACK QS8) can exceed it, so "x SGEMM" above 1 for int8 is
 not an error. Not run by the tests.
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--n", type=int, default=1024, help="SGEMM size (n x n times n x n, float32)")
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/<host>/)")
+    parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/<hostname>-<simd>/)")
     args = parser.parse_args(argv)
 
     from mdx.errors import MdxError

@@ -3,14 +3,14 @@ bundled ImageNet weights and (with --with-random-init) for random init, so the v
 
     .venv/bin/python benchmarks/train_chest_xray.py [--config benchmarks/configs/train_full.json] [--with-random-init]
 
-Writes benchmarks/results/<hostname>/train_chest_xray.json (and the runs under runs/bench-train-*).
+Writes benchmarks/results/<hostname>-<simd>/train_chest_xray.json (and the runs under runs/bench-train-*).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -18,6 +18,8 @@ from mdx.runtime.files import atomic_write_json
 from mdx.runtime.machine import RELEVANT_PACKAGES, machine_facts, package_versions
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benchmarks"))
+from common import result_path
 
 
 def _summary(metrics: dict) -> dict:
@@ -56,7 +58,7 @@ def main() -> None:
         test = result.metrics["test"]
         print(f"{name}: test accuracy {test['accuracy']['value']:.3f} {test['accuracy']['ci95']}  "
               f"AUC {test['auc']['value']:.3f} {test['auc']['ci95']}  in {results[name]['wall_seconds']:.0f} s")
-    out = REPO / "benchmarks" / "results" / platform.node() / "train_chest_xray.json"
+    out = result_path("train_chest_xray")
     atomic_write_json(out, {"benchmark": "train_chest_xray", "command": "python benchmarks/train_chest_xray.py "
                             + " ".join(f"{a}" for a in ("--with-random-init",) if args.with_random_init),
                             "results": results, "versions": package_versions(RELEVANT_PACKAGES),

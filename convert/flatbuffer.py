@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mdx.errors import ArtifactError
+from mdx.runtime.flatbuffer_table import FlatTable, root_table
 
 FILE_IDENTIFIER = b"TFL3"
 
@@ -53,65 +54,6 @@ def builtin_operator_names() -> tuple[str, ...]:
     """BuiltinOperator names indexed by code, from the schema enum stored in op_versions.json."""
     data = json.loads(resources.files("mdx.convert").joinpath("op_versions.json").read_text(encoding="utf-8"))
     return tuple(data["builtin_operators"])
-
-
-class _Table:
-    """One flatbuffer table: `pos` is where the table starts, its vtable says where each field lives."""
-
-    def __init__(self, buf: bytes, pos: int) -> None:
-        self.buf = buf
-        self.pos = pos
-        self.vtable = pos - struct.unpack_from("<i", buf, pos)[0]
-        self.vtable_size = struct.unpack_from("<H", buf, self.vtable)[0]
-
-    def _field(self, index: int) -> int:
-        """Absolute position of field `index`, or 0 when the field is absent (default value)."""
-        entry = 4 + 2 * index
-        if entry >= self.vtable_size:
-            return 0
-        offset = struct.unpack_from("<H", self.buf, self.vtable + entry)[0]
-        return self.pos + offset if offset else 0
-
-    def scalar(self, index: int, fmt: str, default: Any) -> Any:
-        at = self._field(index)
-        return struct.unpack_from("<" + fmt, self.buf, at)[0] if at else default
-
-    def _indirect(self, index: int) -> int:
-        at = self._field(index)
-        return at + struct.unpack_from("<I", self.buf, at)[0] if at else 0
-
-    def table(self, index: int) -> _Table | None:
-        at = self._indirect(index)
-        return _Table(self.buf, at) if at else None
-
-    def string(self, index: int) -> str | None:
-        at = self._indirect(index)
-        if not at:
-            return None
-        length = struct.unpack_from("<I", self.buf, at)[0]
-        return self.buf[at + 4 : at + 4 + length].decode("utf-8", errors="replace")
-
-    def vector(self, index: int, fmt: str) -> tuple[Any, ...]:
-        at = self._indirect(index)
-        if not at:
-            return ()
-        length = struct.unpack_from("<I", self.buf, at)[0]
-        return struct.unpack_from(f"<{length}{fmt}", self.buf, at + 4)
-
-    def tables(self, index: int) -> list[_Table]:
-        at = self._indirect(index)
-        if not at:
-            return []
-        length = struct.unpack_from("<I", self.buf, at)[0]
-        slots = (at + 4 + 4 * i for i in range(length))
-        return [_Table(self.buf, slot + struct.unpack_from("<I", self.buf, slot)[0]) for slot in slots]
-
-    def bytes_vector(self, index: int) -> bytes:
-        at = self._indirect(index)
-        if not at:
-            return b""
-        length = struct.unpack_from("<I", self.buf, at)[0]
-        return bytes(self.buf[at + 4 : at + 4 + length])
 
 
 @dataclass(frozen=True)
@@ -175,7 +117,7 @@ def _op_name(code: int, custom: str | None) -> str:
     return names[code] if 0 <= code < len(names) else f"BUILTIN_{code}"
 
 
-def _tensor(table: _Table) -> TensorFacts:
+def _tensor(table: FlatTable) -> TensorFacts:
     quant = table.table(4)
     scale: tuple[float, ...] = quant.vector(2, "f") if quant else ()
     zero_point: tuple[int, ...] = quant.vector(3, "q") if quant else ()
@@ -189,7 +131,7 @@ def _tensor(table: _Table) -> TensorFacts:
     )
 
 
-def _min_runtime_version(model: _Table) -> str | None:
+def _min_runtime_version(model: FlatTable) -> str | None:
     buffers = model.tables(4)
     for meta in model.tables(6):
         if meta.string(0) == "min_runtime_version":
@@ -219,7 +161,7 @@ def read_tflite(model: Path | bytes) -> TfliteFacts:
             f"{label} is not a TFLite model (no 'TFL3' identifier); pass a .tflite file made by mdx convert"
         )
     try:
-        root = _Table(buf, struct.unpack_from("<I", buf, 0)[0])
+        root = root_table(buf)
         codes = []
         for entry in root.tables(1):
             # Codes < 127 live in the old int8 field, newer ones in the int32 field: the larger wins.

@@ -91,7 +91,8 @@ def merge_results(dirs: Sequence[Path]) -> MergedTable:
             if not isinstance(data, dict):
                 raise ArtifactError(f"{path} holds a {type(data).__name__}, not a benchmark result object")
             facts = data.get("machine") or {}
-            column = str(facts.get("hostname") or folder.name)
+            # the folder names the machine: two different machines may share a hostname ("vm" here)
+            column = folder.name
             entry = machines.setdefault(column, {"machine": facts, "files": []})
             entry["files"].append(str(path))
             benchmark = str(data.get("benchmark") or path.stem)

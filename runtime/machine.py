@@ -21,10 +21,31 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The instruction-set extensions that decide which XNNPACK kernels run, and so whether int8 beats fp32:
+# VNNI (x86) and dot-product / i8mm (ARM) are int8 multiply-accumulate instructions.
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "i8mm",
+                "sve")
+
+
+def cpu_flags() -> list[str]:
+    """Which of KERNEL_FLAGS /proc/cpuinfo lists (empty where there is no /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    present = set(value.split())
+                    return [flag for flag in KERNEL_FLAGS if flag in present]
+    except OSError:
+        pass
+    return []
+
+
 def machine_facts() -> dict[str, Any]:
     return {
         "hostname": platform.node(),
         "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
         "cores": os.cpu_count(),
         "arch": platform.machine(),
         "os": f"{platform.system()} {platform.release()}",

@@ -16,64 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModelLoadError
+from .flatbuffer_table import FlatTable, root_table
 
 METADATA_NAME = "TFLITE_METADATA"
 _IMAGE_PROPERTIES, _NORMALIZATION_OPTIONS, _TENSOR_AXIS_LABELS = 2, 1, 2
 
 
-class _Table:
-    """One flatbuffer table; absent fields read as None or empty."""
-
-    def __init__(self, buf: bytes, pos: int) -> None:
-        self.buf, self.pos = buf, pos
-        self.vtable = pos - struct.unpack_from("<i", buf, pos)[0]
-        self.vtable_size = struct.unpack_from("<H", buf, self.vtable)[0]
-
-    def _field(self, index: int) -> int:
-        entry = 4 + 2 * index
-        if entry >= self.vtable_size:
-            return 0
-        offset = struct.unpack_from("<H", self.buf, self.vtable + entry)[0]
-        return self.pos + offset if offset else 0
-
-    def scalar(self, index: int, fmt: str, default: Any) -> Any:
-        at = self._field(index)
-        return struct.unpack_from("<" + fmt, self.buf, at)[0] if at else default
-
-    def _indirect(self, index: int) -> int:
-        at = self._field(index)
-        return at + struct.unpack_from("<I", self.buf, at)[0] if at else 0
-
-    def table(self, index: int) -> _Table | None:
-        at = self._indirect(index)
-        return _Table(self.buf, at) if at else None
-
-    def string(self, index: int) -> str | None:
-        at = self._indirect(index)
-        if not at:
-            return None
-        length = struct.unpack_from("<I", self.buf, at)[0]
-        return self.buf[at + 4:at + 4 + length].decode("utf-8", errors="replace")
-
-    def vector(self, index: int, fmt: str) -> tuple[Any, ...]:
-        at = self._indirect(index)
-        if not at:
-            return ()
-        length = struct.unpack_from("<I", self.buf, at)[0]
-        return struct.unpack_from(f"<{length}{fmt}", self.buf, at + 4)
-
-    def tables(self, index: int) -> list[_Table]:
-        at = self._indirect(index)
-        if not at:
-            return []
-        length = struct.unpack_from("<I", self.buf, at)[0]
-        slots = (at + 4 + 4 * i for i in range(length))
-        return [_Table(self.buf, slot + struct.unpack_from("<I", self.buf, slot)[0]) for slot in slots]
-
-
 def _metadata_buffer(model: bytes) -> bytes | None:
     """The bytes of the "TFLITE_METADATA" buffer of a TFLite model, or None."""
-    root = _Table(model, struct.unpack_from("<I", model, 0)[0])
+    root = root_table(model)
     buffers = root.tables(4)  # Model: ..., buffers 4, metadata_buffer 5, metadata 6
     for entry in root.tables(6):  # Metadata: name 0, buffer 1
         if entry.string(0) == METADATA_NAME:
@@ -88,7 +39,7 @@ def _metadata_buffer(model: bytes) -> bytes | None:
 
 def _input_size(model: bytes) -> int | None:
     """The square spatial size of the first subgraph's input tensor (N, S, S, C), or None."""
-    root = _Table(model, struct.unpack_from("<I", model, 0)[0])
+    root = root_table(model)
     subgraph = root.tables(2)[0]  # SubGraph: tensors 0, inputs 1; Tensor: shape 0
     shape = subgraph.tables(0)[subgraph.vector(1, "i")[0]].vector(0, "i")
     return int(shape[1]) if len(shape) == 4 and shape[1] == shape[2] else None
@@ -119,7 +70,7 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
         buffer = _metadata_buffer(model)
         if buffer is None:
             return None
-        meta = _Table(buffer, struct.unpack_from("<I", buffer, 0)[0])
+        meta = root_table(buffer)
         subgraphs = meta.tables(3)  # ModelMetadata: subgraph_metadata 3
         if not subgraphs:
             return None
@@ -137,7 +88,7 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
         raise ModelLoadError(f"{path}: its TFLite metadata is truncated or corrupt ({exc}); reconvert it") from None
 
 
-def _normalization(tensor: _Table, model: bytes) -> dict[str, Any]:
+def _normalization(tensor: FlatTable, model: bytes) -> dict[str, Any]:
     """{"preprocessing": ...} from an input TensorMetadata's NormalizationOptions, or {}."""
     for unit in tensor.tables(4):  # TensorMetadata: process_units 4; ProcessUnit: options_type 0, options 1
         options = unit.table(1)
@@ -150,7 +101,7 @@ def _normalization(tensor: _Table, model: bytes) -> dict[str, Any]:
     return {}
 
 
-def _image_size(tensor: _Table) -> int | None:
+def _image_size(tensor: FlatTable) -> int | None:
     content = tensor.table(3)  # TensorMetadata: content 3; Content: properties_type 0, properties 1
     image = content.table(1) if content is not None and content.scalar(0, "B", 0) == _IMAGE_PROPERTIES else None
     size = image.table(1) if image is not None else None  # ImageProperties: color_space 0, default_size 1

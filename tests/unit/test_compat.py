@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from mdx.convert.compat import OpProblem, check_compatibility, problems_for, runtime_info, runtimes
-from mdx.convert.flatbuffer import OpCode, TfliteFacts, _Table, read_tflite
+from mdx.convert.flatbuffer import OpCode, TfliteFacts, read_tflite
 from mdx.errors import ArtifactError, ConfigError
+from mdx.runtime.flatbuffer_table import root_table
 
 REPO = Path(__file__).resolve().parents[2]
 BUNDLED = REPO / "data" / "imagenet_mobilenet_v2" / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
@@ -38,7 +39,7 @@ MOBILENET_OPS = (
 def _with_op_version(model: bytes, op: str, version: int) -> bytes:
     """The model with one op code's stored version rewritten in place (the field must be present)."""
     buf = bytearray(model)
-    root = _Table(bytes(buf), struct.unpack_from("<I", buf, 0)[0])
+    root = root_table(bytes(buf))
     for index, entry in enumerate(root.tables(1)):
         if read_tflite(model).op_codes[index].name == op:
             at = entry._field(2)
