@@ -86,7 +86,7 @@ def _deltas(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
     from mdx.quantize.calibration import CalibrationConfig, sample_calibration
-    from mdx.runtime.machine import machine_facts
+    from mdx.runtime.machine import RELEVANT_PACKAGES, machine_facts, package_versions
     from mdx.runtime.preprocess import Preprocessing
     from mdx.train.keras_shim import keras
     from mdx.train.prune import prune
@@ -126,7 +126,9 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     return {"benchmark": "prune_sweep", "run": str(Path(args.run).resolve()), "machine": machine_facts(),
             "settings": {"schedule": args.schedule, "epochs": args.epochs, "threads": args.threads, "runs": args.runs,
                          "test_images": len(labels), "calibration_count": args.calibration_count},
-            "dense": dense, "pruned": rows}
+            "versions": package_versions(RELEVANT_PACKAGES), "dense": dense, "pruned": rows,
+            # what `mdx report --merge` tabulates
+            "figures": {"dense": dense, **{f"pruned-{row['sparsity']:g}": row["variants"] for row in rows}}}
 
 
 def _table(result: dict[str, Any]) -> str:
