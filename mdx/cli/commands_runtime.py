@@ -165,18 +165,15 @@ def bench_command(
     remote_timeout: float = typer.Option(900.0, help="With --host: seconds one ssh step may take."),
 ) -> None:
     """Latency (init, first invoke, p50/p90/p99), peak RSS and size of a .tflite model, here or on a board (--host)."""
-    import shlex
-
     from mdx.runtime.bench import BenchConfig, bench
     from mdx.runtime.cli import BENCH_HEADERS, bench_rows, parse_threads, probe_models
 
     config = BenchConfig(threads=parse_threads(threads), warmup=warmup, runs=runs, min_seconds=min_seconds,
                          xnnpack=not no_xnnpack, runtime=runtime)
     if host is not None:
-        from mdx.runtime.remote import RemoteConfig, bench_remote
+        from mdx.runtime.remote import bench_remote
 
-        options = tuple(token for option in ssh_option for token in shlex.split(option))
-        result = bench_remote(model, config, RemoteConfig(host, remote_python, options, remote_timeout))
+        result = bench_remote(model, config, _remote_config(host, remote_python, ssh_option, remote_timeout))
     else:
         probe_models(model, runtime=runtime)
         result = bench(model, config).to_dict()
@@ -204,8 +201,13 @@ def check_command(
     labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
     n_boot: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs (0: none)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
+    host: str | None = typer.Option(None, "--host", help="Run the check on a board over SSH (user@board): int8 "
+                                    "outputs differ between CPUs, so prove parity where the model will run."),
+    remote_python: str = typer.Option("python3", help="With --host: the board's Python (with numpy and an interpreter)."),
+    ssh_option: list[str] = typer.Option([], "--ssh-option", help="With --host: extra ssh options, e.g. '-p 2222'."),
+    remote_timeout: float = typer.Option(900.0, help="With --host: seconds one ssh step may take."),
 ) -> None:
-    """Parity gate: a candidate model against its reference; exits 3 when a tolerance fails."""
+    """Parity gate: a candidate model against its reference, here or on a board (--host); exits 3 when a tolerance fails."""
     from mdx.runtime.check import check
     from mdx.runtime.cli import parity_rows, probe_models
     from mdx.runtime.parity import Tolerances
@@ -213,17 +215,53 @@ def check_command(
     tolerances = Tolerances(max_acc_drop_pt=max_acc_drop, max_auc_drop=max_auc_drop, min_agreement=min_agreement,
                             max_prob_diff=max_prob_diff)
     config = _config(runtime, None, False, size, mean, std, labels, n_boot=n_boot)
-    reference_predict = None
-    probe_models(candidate, *([] if _is_keras(reference) else [reference]), runtime=runtime)
-    if _is_keras(reference):
-        reference, reference_predict = _keras_model(reference)
-    result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict)
-    title = f"{candidate.name} vs {reference.name}: {result.parity.n} samples, {result.runtime}"
-    _print_table(title, ("metric", "reference", "candidate", "delta"), parity_rows(result.parity.to_dict()))
-    if result.parity.flips:
+    if host is not None:
+        result = _check_on_host(candidate, reference, data, tolerances, config,
+                                _remote_config(host, remote_python, ssh_option, remote_timeout))
+        where = f" on {host}"
+    else:
+        reference_predict = None
+        probe_models(candidate, *([] if _is_keras(reference) else [reference]), runtime=runtime)
+        if _is_keras(reference):
+            reference, reference_predict = _keras_model(reference)
+        result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict).to_dict()
+        where = ""
+    parity = result["parity"]
+    title = (f"{candidate.name} vs {reference.name}{where}: {parity['n']} samples, "
+             f"{result['runtime']['package']} {result['runtime']['version']}")
+    _print_table(title, ("metric", "reference", "candidate", "delta"), parity_rows(parity))
+    if parity["flips"]:
         out.print("flips (reference -> candidate): " + ", ".join(
-            f"{a} -> {b}: {n}" for a, row in result.parity.flips.items() for b, n in row.items()))
-    _write_json(json_out, result.to_dict())
-    if not result.passed:
-        raise ParityError(result.parity.summary())
-    log(result.parity.summary())
+            f"{a} -> {b}: {n}" for a, row in parity["flips"].items() for b, n in row.items()))
+    _write_json(json_out, result)
+    if not result["passed"]:
+        raise ParityError(result["summary"])
+    log(result["summary"])
+
+
+def _remote_config(host: str, python: str, ssh_option: list[str], timeout: float):
+    import shlex
+
+    from mdx.runtime.remote import RemoteConfig
+
+    return RemoteConfig(host, python, tuple(token for option in ssh_option for token in shlex.split(option)), timeout)
+
+
+def _check_on_host(candidate: Path, reference: Path, data: Path, tolerances: Any, config: Any, remote: Any) -> dict:
+    """`mdx check` run by the copied harness on the host, with the same tolerances and preprocessing options."""
+    from mdx.errors import ConfigError
+    from mdx.runtime.remote import check_remote
+
+    if _is_keras(reference):
+        raise ConfigError(f"--reference {reference} is a Keras model, which a board cannot run (no TensorFlow there); "
+                          "pass the fp32 .tflite as --reference")
+    args = ["--max-acc-drop", str(tolerances.max_acc_drop_pt), "--max-auc-drop", str(tolerances.max_auc_drop),
+            "--min-agreement", str(tolerances.min_agreement), "--runtime", config.runtime, "--n-boot", str(config.n_boot)]
+    if tolerances.max_prob_diff is not None:
+        args += ["--max-prob-diff", str(tolerances.max_prob_diff)]
+    for option, value in (("--size", config.size), ("--mean", config.mean), ("--std", config.std)):
+        if value is not None:
+            args += [option, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
+    if config.labels is not None:
+        args += ["--labels", ",".join(config.labels)]
+    return check_remote(candidate, reference, data, args, remote)

@@ -127,3 +127,39 @@ def test_cli_bench_host_unreachable_exits_1_one_line(model_path, tmp_path: Path)
 def test_remote_config_option_as_host_raises_usage_error() -> None:
     with pytest.raises(UsageError, match=r"--host '-p' is not a host; pass user@board"):
         RemoteConfig("-p")
+
+
+# ---- mdx check --host ---------------------------------------------------------------------------------
+
+def _check_args(sshd: tuple[str, ...]) -> list[str]:
+    args = ["--host", "127.0.0.1", "--remote-python", sys.executable, "--n-boot", "0"]
+    for option in sshd:
+        args += ["--ssh-option", option]
+    return args
+
+
+def test_cli_check_host_int8_against_fp32_passes_on_the_host(sshd, model_path, golden_npz, tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    result = CliRunner().invoke(app, ["check", str(model_path("binary_int8")), str(golden_npz), "--reference",
+                                      str(model_path("binary_fp32")), "--json", str(out), *_check_args(sshd)])
+    assert result.exit_code == 0, result.output
+    assert "on 127.0.0.1" in result.output and "parity passed on 8 samples" in result.output
+    saved = json.loads(out.read_text())
+    assert saved["passed"] is True and saved["remote"]["host"] == "127.0.0.1"
+    assert not Path(saved["remote"]["folder"]).exists()
+
+
+def test_cli_check_host_broken_candidate_exits_3_with_the_hosts_figures(sshd, model_path, golden_npz) -> None:
+    result = CliRunner().invoke(app, ["check", str(model_path("binary_swapped")), str(golden_npz), "--reference",
+                                      str(model_path("binary_fp32")), *_check_args(sshd)])
+    assert result.exit_code == 3, result.output
+    assert "agreement" in result.output and "error: parity failed on 8 samples" in result.output
+
+
+def test_cli_check_host_keras_reference_refused_before_ssh(model_path, golden_npz, tmp_path: Path) -> None:
+    keras_file = tmp_path / "model.keras"
+    keras_file.write_bytes(b"not used")
+    result = CliRunner().invoke(app, ["check", str(model_path("binary_int8")), str(golden_npz), "--reference",
+                                      str(keras_file), "--host", "nowhere.invalid"])
+    assert result.exit_code == 2, result.output
+    assert "is a Keras model, which a board cannot run" in result.output
