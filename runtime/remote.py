@@ -23,7 +23,7 @@ from .model_info import LABELS_NAME, RECORD_NAME
 
 RUNTIME_DIR = Path(__file__).resolve().parent
 REMOTE_MODEL = "model.tflite"
-REMOTE_RESULT = "bench.json"
+REMOTE_RESULT = "result.json"
 
 
 @dataclass(frozen=True)
