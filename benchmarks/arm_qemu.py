@@ -122,7 +122,8 @@ def _versions(root: Path) -> dict[str, str]:
     return json.loads(_run(["chroot", str(root), str(INSIDE / "venv" / "bin" / "python"), "-c", code], "versions"))
 
 
-def _on_board(arch: str, root: Path, models: dict[str, Path], inputs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def _on_board(arch: str, root: Path, models: dict[str, Path], inputs: np.ndarray, labels: np.ndarray,
+              flags: str) -> dict[str, float]:
     """Copy the harness, models and inputs into the rootfs and run evaluate and bench there; emulated p50s."""
     inside = root / str(INSIDE).lstrip("/")
     shutil.rmtree(inside / "runtime", ignore_errors=True)
@@ -137,14 +138,15 @@ def _on_board(arch: str, root: Path, models: dict[str, Path], inputs: np.ndarray
     for name in models:
         harness = f"cd {INSIDE} && venv/bin/python -m runtime"
         _run(["chroot", str(root), "/bin/sh", "-c", (f"{harness} evaluate models/{name}.tflite inputs.npz "
-              f"--runtime {runtime} --n-boot 0 --out out/{name}")], f"{arch}: evaluate {name}")
+              f"--runtime {runtime} --n-boot 0 --out out/{name}{flags}")], f"{arch}: evaluate {name}")
         _run(["chroot", str(root), "/bin/sh", "-c", (f"{harness} bench models/{name}.tflite --runtime {runtime} "
-              f"--warmup 1 --runs 5 --json out/{name}/bench.json")], f"{arch}: bench {name}")
+              f"--warmup 1 --runs 5 --json out/{name}/bench.json{flags}")], f"{arch}: bench {name}")
         emulated[name] = json.loads((inside / "out" / name / "bench.json").read_text())["timings"][0]["p50_ms"]
     return emulated
 
 
-def _on_x86(work: Path, models: dict[str, Path], inputs: np.ndarray, labels: np.ndarray, runtime: str) -> Path:
+def _on_x86(work: Path, models: dict[str, Path], inputs: np.ndarray, labels: np.ndarray, runtime: str,
+            flags: str) -> Path:
     """The same `python -m runtime evaluate` of each model here with the board's runtime; the output folder.
 
     tflite-runtime runs in the side venv that `make test` builds (.venv-tflite), as it needs numpy<2.
@@ -159,7 +161,7 @@ def _on_x86(work: Path, models: dict[str, Path], inputs: np.ndarray, labels: np.
     shutil.copytree(REPO / "runtime", folder / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     for name, model in models.items():
         _run([python, "-m", "runtime", "evaluate", str(model.resolve()), "inputs.npz", "--runtime", runtime,
-              "--n-boot", "0", "--out", f"out/{name}"], f"x86 {runtime}: evaluate {name}", cwd=folder)
+              "--n-boot", "0", "--out", f"out/{name}", *flags.split()], f"x86 {runtime}: evaluate {name}", cwd=folder)
     return folder / "out"
 
 
@@ -177,6 +179,8 @@ def main() -> None:
     parser.add_argument("--arch", default="arm64,armhf", help="comma-separated: arm64, armhf")
     parser.add_argument("--extra-model", type=Path, action="append", default=[], help="more .tflite files (e.g. fp16)")
     parser.add_argument("--images", type=int, default=32, help="test images to compare (evenly spaced; emulation is slow)")
+    parser.add_argument("--no-xnnpack", action="store_true",
+                        help="run both sides on TFLite's builtin kernels (is int8 bit-exact without XNNPACK?)")
     parser.add_argument("--work", type=Path, default=Path("/var/tmp/mdx-arm"), help="where the rootfs folders live")
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -186,20 +190,21 @@ def main() -> None:
     inputs, labels, _ = load_test_split(files["record"], limit=args.images)
     facts = context()
     results: dict[str, Any] = {}
+    flags = " --no-xnnpack" if args.no_xnnpack else ""
     for arch in args.arch.split(","):
         _enable_binfmt(ARCHES[arch]["qemu"])
         root = _rootfs(arch, ARCHES[arch], args.work)
-        emulated = _on_board(arch, root, models, inputs, labels)
+        emulated = _on_board(arch, root, models, inputs, labels, flags)
         board_out = root / str(INSIDE).lstrip("/") / "out"
-        x86_out = _on_x86(args.work, models, inputs, labels, ARCHES[arch]["runtime"])
+        x86_out = _on_x86(args.work, models, inputs, labels, ARCHES[arch]["runtime"], flags)
         variants = {name: {**_compare(x86_out, board_out, name), "emulated_p50_ms": emulated[name]} for name in models}
         results[arch] = {"versions": _versions(root), "runtime": ARCHES[arch]["runtime"], "variants": variants}
         for name, figures in variants.items():
             print(f"arm: {arch} {name}: bit-identical {figures['bit_identical']}, max |dp| {figures['max_abs_diff']:.3g}, "
                   f"top-1 agreement {figures['top1_agreement']:.4f}", flush=True)
     payload = {**facts, "run": str(args.run), "models": {k: str(v) for k, v in models.items()},
-               "figures": results, "note": "emulated_p50_ms is qemu user-mode emulation, never device latency"}
-    print(f"arm: saved {save('arm_qemu', payload)}")
+               "xnnpack": not args.no_xnnpack, "figures": results, "note": "emulated_p50_ms is qemu user-mode emulation, never device latency"}
+    print(f"arm: saved {save('arm_qemu_no_xnnpack' if args.no_xnnpack else 'arm_qemu', payload)}")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,8 @@ def load_validation(src: Source) -> Validation:
     if not folder.is_absolute() and (src.run / folder).exists():
         folder = src.run / folder
     splits = load_splits(folder, size=src.preprocessing.size, val_fraction=float(settings["val_fraction"]),
-                         seed=int(settings["seed"]), max_images_per_class=int(settings.get("max_images_per_class", 0)))
+                         seed=int(settings["seed"]), max_images_per_class=int(settings.get("max_images_per_class", 0)),
+                         group_pattern=str(settings.get("val_group_pattern", "")))
     if splits.class_names != src.labels:
         raise ArtifactError(f"{folder}: classes {list(splits.class_names)} differ from the run's labels "
                             f"{list(src.labels)}; restore the data set the run was trained on")

@@ -132,8 +132,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 def _evaluate_config(args: argparse.Namespace):
     from .evaluate import EvaluateConfig
 
+    batch = {} if args.batch_size is None else {"batch_size": args.batch_size}
     return EvaluateConfig(
-        runtime=args.runtime, threads=args.threads, xnnpack=not args.no_xnnpack, batch_size=args.batch_size,
+        runtime=args.runtime, threads=args.threads, xnnpack=not args.no_xnnpack, **batch,
         workers=args.workers, size=args.size, mean=parse_floats(args.mean, "mean"), std=parse_floats(args.std, "std"),
         labels=parse_labels(args.labels), threshold=args.threshold, positive_class=args.positive_class,
         n_boot=args.n_boot, seed=args.seed,
@@ -241,7 +242,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mean", help="per-channel mean, 1 or 3 comma-separated values")
     p.add_argument("--std", help="per-channel std, 1 or 3 comma-separated values")
     p.add_argument("--labels", help="labels file (one per line) or NAME,NAME,...")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=None, help="images per invoke (default 8)")
     p.add_argument("--workers", type=int, default=1, help="interpreters run in parallel threads")
     p.add_argument("--threshold", type=float, help="binary: P(positive) at or above it is positive (default 0.5)")
     p.add_argument("--positive-class", help="binary: the positive class (default: the second label)")

@@ -94,15 +94,36 @@ def roc_curve(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray, np.ndar
     return fpr, tpr, np.r_[np.inf, ordered[last_of_group]]
 
 
-def youden_threshold(labels: Any, probs_positive: Any) -> float:
-    """The threshold maximizing Youden's J = sensitivity + specificity - 1 (the highest one on ties).
+THRESHOLD_RULE = "Youden's J on validation, one-standard-error rule toward 0.5"
+
+
+def youden_threshold(labels: Any, probs_positive: Any, *, default: float = 0.5) -> float:
+    """The decision threshold by Youden's J = sensitivity + specificity - 1, with the one-SE rule.
+
+    Thresholds whose J is within one binomial standard error of the best J are equally supported by
+    the validation data; of those, the one nearest `default` (0.5, the rule a class-weighted model was
+    trained for) wins, and `default` itself when it qualifies. Plain argmax-J picks an arbitrary
+    extreme when validation is nearly separable (AUC 0.998 on the chest X-rays) and that choice does
+    not carry to a shifted test set.
 
     Raises:
         InputDataError: only one class is present.
     """
     fpr, tpr, thresholds = roc_curve(labels, probs_positive)
-    j = (tpr - fpr)[1:]  # the +inf threshold predicts nothing positive: never a useful operating point
-    return float(thresholds[1:][int(np.argmax(j))])
+    # the +inf threshold predicts nothing positive: never a useful operating point
+    fpr, tpr, thresholds = fpr[1:], tpr[1:], thresholds[1:]
+    y = np.asarray(labels).astype(bool)
+    scores = np.asarray(probs_positive, dtype=np.float64)
+    j = tpr - fpr
+    best = int(np.argmax(j))
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    se = float(np.sqrt(tpr[best] * (1 - tpr[best]) / n_pos + fpr[best] * (1 - fpr[best]) / n_neg))
+    floor = j[best] - se - 1e-12
+    j_default = float(np.mean(scores[y] >= default) - np.mean(scores[~y] >= default))
+    if j_default >= floor:
+        return float(default)
+    supported = np.flatnonzero(j >= floor)
+    return float(thresholds[supported[int(np.argmin(np.abs(thresholds[supported] - default)))]])
 
 
 def predict_classes(probs: np.ndarray, threshold: float | None = None, positive_index: int | None = None) -> np.ndarray:

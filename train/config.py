@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from mdx.config import ConfigBase, require
@@ -11,6 +12,9 @@ HEADS = ("gap", "flatten")
 STRATEGIES = ("default", "mirrored", "multiworker")
 # "bundled" = the ImageNet MobileNetV2 .tflite carried in data/; "imagenet" = Keras' own download.
 WEIGHT_CHOICES = ("bundled", "imagenet", "none")
+# Patient IDs in the Kermany chest X-ray file names (person123_bacteria_4.jpeg, IM-0115-0001.jpeg,
+# NORMAL2-IM-1419-0001.jpeg); a file name without a match is a group of its own.
+KERMANY_PATIENT = r"person\d+|(?:NORMAL2-)?IM-\d+"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class TrainConfig(ConfigBase):
     lr_frozen: float = 1e-3
     lr_finetune: float = 1e-4
     val_fraction: float = 0.1
+    val_group_pattern: str = KERMANY_PATIENT
     class_weights: bool = True
     label_smoothing: float = 0.0
     patience: int = 3
@@ -70,6 +75,10 @@ class TrainConfig(ConfigBase):
         require(self.epochs_frozen >= 0 and self.epochs_finetune >= 0, "epochs must not be negative")
         require(self.epochs_frozen + self.epochs_finetune >= 1, "train at least one epoch (epochs_frozen + epochs_finetune >= 1)")
         require(0.0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction} must be in (0, 0.5)")
+        try:
+            re.compile(self.val_group_pattern)
+        except re.error as exc:
+            require(False, f"val_group_pattern {self.val_group_pattern!r} is not a regular expression ({exc}); pass '' to split image by image")
         require(0.0 <= self.dropout < 1.0, f"dropout={self.dropout} must be in [0, 1)")
         require(self.finetune_blocks >= 0, f"finetune_blocks={self.finetune_blocks} must not be negative")
         require(self.max_images_per_class >= 0, "max_images_per_class must not be negative (0 = all)")

@@ -4,6 +4,7 @@ and tf.data pipelines."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,9 +35,25 @@ def _subset(data: ImageSet, index: np.ndarray) -> ImageSet:
     )
 
 
-def stratified_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageSet, ImageSet]:
-    """Split off `fraction` of every class (at least one image each), seeded."""
+def patient_groups(paths: tuple[str, ...], pattern: str) -> list[str]:
+    """The group (patient) of each file: the first match of `pattern` in its name, else the file itself."""
+    if not pattern:
+        return list(paths)
+    regex = re.compile(pattern)
+    return [found.group(0) if (found := regex.search(Path(path).name)) else path for path in paths]
+
+
+def stratified_split(data: ImageSet, fraction: float, seed: int, group_pattern: str = "",
+                     warn: Callable[[str], None] | None = None) -> tuple[ImageSet, ImageSet]:
+    """Split off `fraction` of every class (at least one image each), seeded, whole groups at a time.
+
+    Images whose names share a `group_pattern` match (one patient's X-rays) all land on one side:
+    a patient seen in training and again in validation makes validation look better than test. A
+    class that cannot be split that way (one patient holds most of a tiny subset) is split image by
+    image, with a warning.
+    """
     rng = np.random.default_rng(seed)
+    groups = np.asarray(patient_groups(data.paths, group_pattern), dtype=object)
     held: list[int] = []
     for label in range(len(data.class_names)):
         members = np.flatnonzero(data.labels == label)
@@ -45,7 +62,21 @@ def stratified_split(data: ImageSet, fraction: float, seed: int) -> tuple[ImageS
                 f"class {data.class_names[label]!r} has {members.size} image(s); at least 2 are needed to carve a validation split"
             )
         take = max(1, round(members.size * fraction))
-        held.extend(rng.choice(members, size=take, replace=False).tolist())
+        chosen: list[int] = []
+        # whole groups, in seeded order, skipping any that would overshoot twice the quota or leave
+        # the class without training images
+        for name in rng.permutation(np.asarray(sorted(set(groups[members])), dtype=object)):
+            if len(chosen) >= take:
+                break
+            group = members[groups[members] == name]
+            if len(chosen) + group.size <= min(2 * take, members.size - 1):
+                chosen.extend(group.tolist())
+        if not chosen:
+            if warn is not None:
+                warn(f"class {data.class_names[label]!r}: its {members.size} images cannot be split by patient under "
+                     f"val_group_pattern {group_pattern!r} (one patient holds too many); split image by image")
+            chosen = rng.choice(members, size=take, replace=False).tolist()
+        held.extend(chosen)
     held_index = np.sort(np.asarray(held))
     kept_index = np.setdiff1d(np.arange(len(data)), held_index)
     return _subset(data, kept_index), _subset(data, held_index)
@@ -70,7 +101,9 @@ def load_splits(
     val_fraction: float,
     seed: int,
     max_images_per_class: int = 0,
+    group_pattern: str = "",
     on_skip: Callable[[Path, str], None] | None = None,
+    on_warning: Callable[[str], None] | None = None,
 ) -> Splits:
     """Decode `data_dir/train` (and `val`, `test` when present) with one class order.
 
@@ -95,7 +128,7 @@ def load_splits(
     if "val" in optional:
         val = cap_per_class(load_folder(optional["val"], size, classes, on_skip=on_skip), max_images_per_class, seed)
     else:
-        train, val = stratified_split(train, val_fraction, seed)
+        train, val = stratified_split(train, val_fraction, seed, group_pattern, warn=on_warning)
     test = None
     if "test" in optional:
         test = cap_per_class(load_folder(optional["test"], size, classes, on_skip=on_skip), max_images_per_class, seed)

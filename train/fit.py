@@ -2,7 +2,7 @@
 
 Phase 1 fits the head on a frozen backbone; phase 2 fine-tunes the top blocks at a lower learning
 rate. Early stopping on validation AUC restores the best weights. The decision threshold is chosen
-on validation data (Youden's J for two classes) and evaluated, never tuned, on test/.
+on validation data (Youden's J with the one-SE rule, for two classes) and evaluated, never tuned, on test/.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from mdx.errors import ArtifactError
 from mdx.records import staged_dir, write_record
 from mdx.runtime.files import atomic_write_json, atomic_write_text
 from mdx.runtime.images import ImageSet
-from mdx.runtime.metrics import classification_metrics, roc_curve, youden_threshold
+from mdx.runtime.metrics import THRESHOLD_RULE, classification_metrics, roc_curve, youden_threshold
 from mdx.train import plots
 from mdx.train.config import TrainConfig
 from mdx.train.data import class_weights, load_splits
@@ -96,8 +96,9 @@ def train(
     if Path(out).exists() and not overwrite:  # refuse before minutes of decoding, as staged_dir would after
         raise ArtifactError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
     splits = load_splits(data_dir, size=config.input_size, val_fraction=config.val_fraction, seed=config.seed,
-                         max_images_per_class=config.max_images_per_class,
-                         on_skip=lambda path, reason: log(f"warning: skipped {reason}"))
+                         max_images_per_class=config.max_images_per_class, group_pattern=config.val_group_pattern,
+                         on_skip=lambda path, reason: log(f"warning: skipped {reason}"),
+                         on_warning=lambda message: log(f"warning: {message}"))
     with staged_dir(out, overwrite=overwrite) as staging:
         keras.utils.set_random_seed(config.seed)
         preprocessing = preprocessing_for(config)
@@ -171,7 +172,7 @@ def train(
                 "preprocessing": preprocessing.to_dict(),
                 "labels": list(splits.class_names),
                 "threshold": threshold,
-                "threshold_rule": "Youden's J on validation" if threshold is not None else "argmax",
+                "threshold_rule": THRESHOLD_RULE if threshold is not None else "argmax",
                 "weights_source": weights_source,
                 "data": {
                     "root": str(data_dir.resolve()),

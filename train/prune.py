@@ -28,7 +28,7 @@ from mdx.errors import ArtifactError, DataError
 from mdx.records import RECORD_NAME, staged_dir, write_record
 from mdx.runtime.files import atomic_write_json, atomic_write_text, gzip_size
 from mdx.runtime.images import ImageSet
-from mdx.runtime.metrics import classification_metrics, youden_threshold
+from mdx.runtime.metrics import THRESHOLD_RULE, classification_metrics, youden_threshold
 from mdx.train.data import class_weights, load_splits
 from mdx.train.flatten import flatten_checked
 from mdx.train.keras_shim import keras  # before tfmot: the shim selects Keras 2 (tf-keras) for it
@@ -67,7 +67,7 @@ class PruneResult:
     folder: Path
     model_path: Path
     target: float
-    threshold: float | None  # re-chosen on validation (Youden's J), as the train stage does
+    threshold: float | None  # re-chosen on validation (Youden's J, one-SE rule), as the train stage does
     keras_sparsity: SparsityReport  # pruned kernels of the stripped model
     tflite_sparsity: SparsityReport  # the same kernels in its fp32 .tflite
     metrics: dict[str, Any]
@@ -182,7 +182,7 @@ def _load_splits(parent: Parent, log: Log) -> Any:
     """
     tc = parent.train_config
     splits = load_splits(parent.data_dir, size=tc.input_size, val_fraction=tc.val_fraction, seed=tc.seed,
-                         max_images_per_class=tc.max_images_per_class,
+                         max_images_per_class=tc.max_images_per_class, group_pattern=tc.val_group_pattern,
                          on_skip=lambda path, reason: log(f"warning: skipped {reason}"))
     counts = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test) if splits.test else 0}
     recorded = (parent.record.get("data") or {}).get("counts")
@@ -262,7 +262,7 @@ def prune(source: Path, config: PruneConfig, out: Path | None = None, *, overwri
                 "preprocessing": parent.record["preprocessing"],
                 "labels": labels,
                 "threshold": threshold,
-                "threshold_rule": "Youden's J on validation" if threshold is not None else "argmax",
+                "threshold_rule": THRESHOLD_RULE if threshold is not None else "argmax",
                 "data": parent.record["data"],
                 "epochs_run": epochs_run,
                 # what prune adds

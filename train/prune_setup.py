@@ -146,7 +146,8 @@ def resolve_parent(source: Path) -> Parent:
         data_dir = Path((record.get("data") or {}).get("root") or train_dict["data_dir"])
         for key in ("preprocessing", "labels", "data"):  # the child record copies these
             record[key]
-        train_config = TrainConfig.from_dict({k: v for k, v in train_dict.items() if k != "data_dir"})
+        # runs recorded before val_group_pattern existed split image by image
+        train_config = TrainConfig.from_dict({"val_group_pattern": "", **{k: v for k, v in train_dict.items() if k != "data_dir"}})
     except KeyError as exc:
         raise ArtifactError(f"{record_path} has no {exc.args[0]!r}; "
                             f"rerun mdx {stage} to write a complete record") from None

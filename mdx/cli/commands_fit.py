@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mdx.cli.app import app, log
+from mdx.train.config import KERMANY_PATIENT
 
 DEFAULT_DATA = Path("data/chest_xray")
 
@@ -28,6 +29,8 @@ def train_command(
     lr: float = typer.Option(1e-3, help="Adam learning rate, phase 1."),
     lr_finetune: float = typer.Option(1e-4, help="Adam learning rate, phase 2."),
     val_fraction: float = typer.Option(0.1, help="Share of train/ carved out for validation when there is no val/."),
+    val_group_pattern: str = typer.Option(
+        KERMANY_PATIENT, help="Regex naming a file's patient: validation takes whole patients ('' = image by image)."),
     class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights", help="Weight classes by inverse frequency."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
     zoom: float = typer.Option(0.1),
@@ -47,7 +50,7 @@ def train_command(
     config = TrainConfig(
         input_size=input_size, alpha=alpha, backbone=backbone, weights=weights, head=head, batch_size=batch_size,
         epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
-        lr_finetune=lr_finetune, val_fraction=val_fraction, class_weights=class_weights, patience=patience, seed=seed,
+        lr_finetune=lr_finetune, val_fraction=val_fraction, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
         max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
         augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, shear=shear, rotation_degrees=rotation,
                                   brightness=brightness, contrast=contrast),

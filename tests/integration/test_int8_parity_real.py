@@ -8,6 +8,7 @@ that it never saw, with the same parity gate users put in CI.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,12 +48,16 @@ def _test_images(root: Path, per_class: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def parity(trained, tmp_path_factory) -> ParityResult:
-    """int8 against fp32 of the trained model on 100 unseen test X-rays per class."""
+def converted(trained, tmp_path_factory) -> SimpleNamespace:
     result = convert(trained.run, ConvertConfig(variants=("int8",), calibration_count=100))
-    test = _test_images(tmp_path_factory.mktemp("test"), 100)
-    return check(result["int8"].model_path, result["fp32"].model_path, test, EvaluateConfig(n_boot=0),
-                 ISSUE_4_GATE).parity
+    return SimpleNamespace(int8=result["int8"].model_path, fp32=result["fp32"].model_path,
+                           test=_test_images(tmp_path_factory.mktemp("test"), 100))
+
+
+@pytest.fixture(scope="module")
+def parity(converted) -> ParityResult:
+    """int8 against fp32 of the trained model on 100 unseen test X-rays per class."""
+    return check(converted.int8, converted.fp32, converted.test, EvaluateConfig(n_boot=0), ISSUE_4_GATE).parity
 
 
 def _accuracy(metrics: dict) -> float:
@@ -71,3 +76,54 @@ def test_int8_real_xrays_float_model_worth_matching_and_agreement_at_least_95pct
 @pytest.mark.xfail(strict=True, reason="issue 4 gate not met yet at 96 px: int8 agreement 0.98 < 0.99, accuracy drop 1.5 pt > 0.5")
 def test_int8_real_xrays_agreement_and_accuracy_within_issue_4_gate(parity: ParityResult) -> None:
     assert parity.passed, parity.summary()
+
+
+def _int8_calibrated_on_raw_pixels(trained, out: Path) -> Path:
+    """The classic int8 bug, made on purpose: calibration fed [0, 255] pixels, the model sees [-1, 1].
+
+    The input scale then spends ~2 of its 256 steps on the real input range; everything converts and
+    loads without a word, and only a parity check can tell.
+    """
+    import numpy as np
+
+    from mdx.convert.keras_converter import tflite_bytes
+    from mdx.convert.metadata import embed_metadata
+    from mdx.quantize.calibration import CalibrationConfig, sample_calibration
+    from mdx.quantize.recipes import recipe_for
+    from mdx.runtime.preprocess import Preprocessing
+    from mdx.train.keras_shim import keras
+    from mdx.variants import Quantization
+
+    train = trained.run / "train"
+    model = keras.models.load_model(train / "model.keras", compile=False)
+    pre = Preprocessing.from_dict(json.loads((train / "preprocessing.json").read_text()))
+    labels = tuple((train / "labels.txt").read_text().split())
+    calibration = sample_calibration(trained.data / "train", pre, labels, CalibrationConfig(count=100))
+    raw = calibration.inputs * np.asarray(pre.std, np.float32) + np.asarray(pre.mean, np.float32)
+
+    def wrong_scale():
+        for index in range(raw.shape[0]):
+            yield [raw[index : index + 1]]
+
+    data = tflite_bytes(model, recipe_for(Quantization.INT8, io="int8"), wrong_scale, what="broken int8")
+    out.write_bytes(embed_metadata(data, labels, pre, name="broken int8", description="calibrated on raw pixels",
+                                   version="test"))
+    return out
+
+
+def test_mdx_check_exits_3_on_int8_calibrated_at_the_wrong_input_scale_and_0_on_the_real_one(
+    trained, converted, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from mdx.cli import app
+
+    broken = _int8_calibrated_on_raw_pixels(trained, tmp_path / "broken.tflite")
+    # one gate for both, loose enough for the real int8 model (measured 1.5 pt, agreement 0.98)
+    gate = ["--n-boot", "0", "--max-acc-drop", "4", "--max-auc-drop", "0.05", "--min-agreement", "0.95"]
+    runner = CliRunner()
+    real = runner.invoke(app, ["check", str(converted.int8), str(converted.test), "--reference", str(converted.fp32), *gate])
+    assert real.exit_code == 0, real.output
+    bad = runner.invoke(app, ["check", str(broken), str(converted.test), "--reference", str(converted.fp32), *gate])
+    assert bad.exit_code == 3, bad.output
+    assert "error: parity failed on 200 samples" in bad.output and "agreement" in bad.output

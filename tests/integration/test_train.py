@@ -14,12 +14,13 @@ import pytest
 from PIL import Image
 
 from mdx.records import read_record
+from mdx.runtime.metrics import THRESHOLD_RULE
 from mdx.train.config import Augmentation, TrainConfig
 
 pytestmark = pytest.mark.tf
 
-TINY = dict(input_size=32, alpha=0.35, weights="none", epochs_frozen=1, epochs_finetune=1, batch_size=8,
-            bootstrap=20, val_fraction=0.25)
+TINY = {"input_size": 32, "alpha": 0.35, "weights": "none", "epochs_frozen": 1, "epochs_finetune": 1, "batch_size": 8,
+        "bootstrap": 20, "val_fraction": 0.25}
 
 
 def test_train_tiny_run_writes_model_labels_threshold_and_record(tmp_path: Path, xray_subset) -> None:
@@ -31,7 +32,7 @@ def test_train_tiny_run_writes_model_labels_threshold_and_record(tmp_path: Path,
     assert {p["path"] for p in record["outputs"]} >= {"model.keras", "labels.txt", "metrics.json", "history.json",
                                                       "training_curves.png", "roc.png", "confusion_matrix.png"}
     assert record["labels"] == ["NORMAL", "PNEUMONIA"]
-    assert record["threshold_rule"] == "Youden's J on validation"
+    assert record["threshold_rule"] == THRESHOLD_RULE
     assert 0.0 <= result.threshold <= 1.0
     assert record["data"]["counts"] == {"train": 12, "val": 4, "test": 16}
     assert set(result.metrics["test"]["accuracy"]) == {"value", "ci95"}

@@ -148,10 +148,24 @@ def test_roc_curve_one_class_refused() -> None:
 
 
 def test_youden_threshold_hand_values() -> None:
-    # J at 0.8: 0.5 - 0 = 0.5; at 0.4: 0.5 - 0.5 = 0; at 0.35: 1 - 0.5 = 0.5 -> the highest of the tie, 0.8
-    assert youden_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.8
-    # a perfectly separated set: J = 1 at the lowest positive score
-    assert youden_threshold([0, 0, 1, 1], [0.1, 0.2, 0.6, 0.9]) == 0.6
+    # perfectly separated (J = 1, standard error 0): 0.5 separates too, so the default stands
+    assert youden_threshold([0, 0, 1, 1], [0.1, 0.2, 0.6, 0.9]) == 0.5
+    # ... and when 0.5 does not separate, the separating threshold nearest 0.5
+    assert youden_threshold([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.9]) == 0.3
+    assert youden_threshold([0, 0, 1, 1], [0.6, 0.7, 0.8, 0.9], default=0.5) == 0.8
+
+
+def test_youden_threshold_one_standard_error_rule() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(400, int), np.ones(400, int)]
+    # near-separable validation, as the chest X-rays' (a few of each class on the wrong side): J is flat
+    # across the gap, its argmax an arbitrary end of it; the data cannot move the threshold off 0.5
+    flat = np.r_[rng.uniform(0.0, 0.2, 397), [0.95] * 3, rng.uniform(0.6, 1.0, 397), [0.05] * 3]
+    assert youden_threshold(labels, flat) == 0.5
+    # strong evidence: every positive scores 0.2-0.3 and every negative below 0.2; 0.5 would miss them all
+    shifted = np.r_[rng.uniform(0.0, 0.19, 400), rng.uniform(0.2, 0.3, 400)]
+    chosen = youden_threshold(labels, shifted)
+    assert chosen == shifted[400:].min()  # the separating threshold nearest 0.5
 
 
 def test_predict_classes_threshold_for_binary_argmax_otherwise() -> None:
