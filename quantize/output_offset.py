@@ -1,4 +1,4 @@
-"""Output offset correction: make the quantized model's mean logits equal the float model's.
+"""Output correction: make the quantized model's logits match the float model's in offset and scale.
 
 Bias correction (bias_correction.py) fixes each layer's mean error from its own int8 weights, one
 layer at a time, with float inputs. What is left is the mean error that int8 *activations* add and
@@ -79,8 +79,36 @@ def _tflite_logits(interpreter: Any, tensor: dict, inputs: np.ndarray) -> np.nda
     return np.concatenate(rows)
 
 
+def fit_logit_map(reference: np.ndarray, quantized: np.ndarray) -> tuple[float, np.ndarray]:
+    """(a, b) with softmax(a * q + b) ~ softmax(reference): least squares on per-sample centered logits.
+
+    Softmax ignores a constant added to every logit of a sample, so both sides are centered per sample;
+    one slope `a` for all classes (what SOFTMAX's beta can carry) and one offset per class.
+    """
+    r = reference - reference.mean(axis=1, keepdims=True)
+    q = quantized - quantized.mean(axis=1, keepdims=True)
+    rq, qq = r - r.mean(axis=0), q - q.mean(axis=0)
+    spread = float((qq * qq).sum())
+    slope = float((qq * rq).sum() / spread) if spread > 0 else 1.0
+    return slope, r.mean(axis=0) - slope * q.mean(axis=0)
+
+
+def _centered_rms(reference: np.ndarray, logits: np.ndarray) -> float:
+    diff = (reference - reference.mean(1, keepdims=True)) - (logits - logits.mean(1, keepdims=True))
+    return float(np.sqrt(np.mean(diff * diff)))
+
+
 def correct_output_offset(data: bytes, reference: np.ndarray, inputs: np.ndarray) -> tuple[bytes, dict[str, Any]]:
-    """Shift the final FULLY_CONNECTED bias of `data` so its mean logits on `inputs` match `reference`.
+    """Make the int8 model's logits on `inputs` match `reference` in scale and offset.
+
+    int8 rounding does not only shift the logits: it also shrinks or stretches them. On the chest
+    X-ray demo model the int8 logit difference was 0.91x the float one plus 0.2, so the error was
+    +0.6 for confident NORMAL images, +0.35 near the decision threshold and ~0 for confident
+    PNEUMONIA images: a mean offset measured on the mostly confident calibration images (+0.08)
+    missed it, and every test-split flip went NORMAL -> PNEUMONIA. The fit (`fit_logit_map`) goes
+    into the model where it costs nothing: the slope into SOFTMAX's beta, the offsets into the
+    final FULLY_CONNECTED bias (softmax(a * (l + b / a)) = softmax(a * l + b)). A slope outside
+    [0.5, 2] is not trusted (offset only).
 
     Args:
         data: a .tflite whose output is SOFTMAX(FULLY_CONNECTED(...)).
@@ -88,8 +116,9 @@ def correct_output_offset(data: bytes, reference: np.ndarray, inputs: np.ndarray
         inputs: the calibration inputs, preprocessed float32.
 
     Returns:
-        The patched model and a record entry (offset per class, before and after); the model is
-        returned unchanged, with the reason, when it does not end in FULLY_CONNECTED + SOFTMAX.
+        The patched model and a record entry (slope, offset per class, mean offsets and centered RMS
+        logit error before and after); the model is returned unchanged, with the reason, when it does
+        not end in FULLY_CONNECTED + SOFTMAX.
 
     Raises:
         ConversionError: the patched bias tensor is neither int32 nor float32.
@@ -101,12 +130,44 @@ def correct_output_offset(data: bytes, reference: np.ndarray, inputs: np.ndarray
     softmax, logits_op = found
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     logits_tensor, bias_tensor = details[softmax["inputs"][0]], details[logits_op["inputs"][2]]
-    offset = (np.asarray(reference, np.float64) - _tflite_logits(interpreter, logits_tensor, inputs)).mean(axis=0)
-    patched = _patch_bias(data, bias_tensor, offset)
-    after = (np.asarray(reference, np.float64) - _tflite_logits(_interpreter(patched), logits_tensor, inputs)).mean(0)
+    reference = np.asarray(reference, np.float64)
+    before = _tflite_logits(interpreter, logits_tensor, inputs)
+    slope, offset = fit_logit_map(reference, before)
+    trusted = 0.5 <= slope <= 2.0
+    if not trusted:
+        slope, offset = 1.0, (reference - before).mean(axis=0)
+    patched = _patch_bias(data, bias_tensor, offset / slope)
+    beta = _softmax_beta(patched, softmax["index"])
+    if slope != 1.0:
+        patched = _set_softmax_beta(patched, softmax["index"], beta * slope)
+    after = _tflite_logits(_interpreter(patched), logits_tensor, inputs)
     return patched, {"applied": True, "tensor": bias_tensor["name"], "samples": len(inputs),
-                     "offset_before": [round(float(v), 5) for v in offset],
-                     "offset_after": [round(float(v), 5) for v in after]}
+                     "slope": round(slope, 5), "slope_trusted": trusted, "softmax_beta": round(beta * slope, 5),
+                     "bias_shift": [round(float(v), 5) for v in offset / slope],
+                     "offset_before": [round(float(v), 5) for v in (reference - before).mean(axis=0)],
+                     "offset_after": [round(float(v), 5) for v in (reference - slope * after).mean(axis=0)],
+                     "centered_rms_before": round(_centered_rms(reference, before), 5),
+                     "centered_rms_after": round(_centered_rms(reference, slope * after), 5)}
+
+
+def _softmax_beta(data: bytes, op_index: int) -> float:
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    return float(model.subgraphs[0].operators[op_index].builtinOptions.beta)
+
+
+def _set_softmax_beta(data: bytes, op_index: int, beta: float) -> bytes:
+    """`data` with SOFTMAX operator `op_index`'s beta set (its kernels read beta when they prepare)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    operator = model.subgraphs[0].operators[op_index]
+    if not hasattr(operator.builtinOptions, "beta"):
+        raise ConversionError(f"output correction: operator {op_index} is not the SOFTMAX it was found as; "
+                              "pass --no-bias-correction")
+    operator.builtinOptions.beta = float(beta)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def _patch_bias(data: bytes, bias: dict, offset: np.ndarray) -> bytes:

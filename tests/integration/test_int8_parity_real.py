@@ -71,9 +71,10 @@ def test_int8_real_xrays_float_model_worth_matching_and_agreement_at_least_95pct
     assert parity.agreement >= 0.95, parity.summary()
 
 
-# Measured here (TF 2.21, ai-edge-litert 2.3.0): agreement 0.98 (4 flips in 200) and an accuracy drop of
-# 1.5 pt, with bias correction on. Strict: the day int8 meets the gate this test says so and must be un-marked.
-@pytest.mark.xfail(strict=True, reason="issue 4 gate not met yet at 96 px: int8 agreement 0.98 < 0.99, accuracy drop 1.5 pt > 0.5")
+# Measured here (TF 2.21, ai-edge-litert 2.3.0), bias correction and the output slope/offset correction on:
+# agreement 0.97 (6 flips in 200, both ways), accuracy drop within 0.5 pt (offset correction alone: 0.98,
+# 1.5 pt). Strict: the day int8 meets the gate this test says so and must be un-marked.
+@pytest.mark.xfail(strict=True, reason="issue 4 gate not met yet at 96 px: int8 agreement 0.97 < 0.99")
 def test_int8_real_xrays_agreement_and_accuracy_within_issue_4_gate(parity: ParityResult) -> None:
     assert parity.passed, parity.summary()
 
