@@ -60,19 +60,43 @@ def _measure(path: Path, inputs: np.ndarray, labels: np.ndarray, names: tuple[st
             "p50_ms": round(timing.p50_ms, 3), "mean_ms": round(timing.mean_ms, 3)}
 
 
-def _convert_all(model: Any, folder: Path, calibration: Any, sparse: bool) -> dict[str, Path]:
+def _convert_all(source: Path, model: Any, folder: Path, calibration_count: int, sparse: bool) -> dict[str, Path]:
+    """fp32 (and sparse-float) straight from the converter; int8 through `mdx convert` itself, so with the
+    bias and output corrections users get (plain converter int8 lost 11 pt on a pruned model)."""
+    from mdx.convert.convert import ConvertConfig, convert
     from mdx.quantize import recipes
     from mdx.train.sparse_convert import sparse_float, tflite_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
-    plan = {"fp32": (recipes.fp32, None), "int8": (recipes.int8, calibration.representative_dataset())}
-    if sparse:
-        plan["sparse-float"] = (sparse_float, None)
+    plan = {"fp32": recipes.fp32} | ({"sparse-float": sparse_float} if sparse else {})
     paths = {}
-    for name, (recipe, dataset) in plan.items():
+    for name, recipe in plan.items():
         paths[name] = folder / f"{name}.tflite"
-        paths[name].write_bytes(tflite_bytes(model, recipe, dataset))
+        paths[name].write_bytes(tflite_bytes(model, recipe, None))
+    converted = convert(source, ConvertConfig(variants=("int8",), calibration_count=calibration_count,
+                                              out=folder / "mdx-convert", overwrite=True))
+    paths["int8"] = folder / "int8.tflite"
+    paths["int8"].write_bytes(converted["int8"].model_path.read_bytes())
     return paths
+
+
+def _pruned(args: argparse.Namespace, config: Any, folder: Path) -> Any:
+    """`mdx prune` into `folder`, or with --reuse the prune already there (re-measure without re-training)."""
+    from types import SimpleNamespace
+
+    from mdx.records import read_record
+    from mdx.train.keras_shim import keras
+    from mdx.train.prune import prune
+    from mdx.train.sparsity import measure_keras_sparsity
+
+    if args.reuse and (folder / "record.json").is_file():
+        record = read_record(folder)
+        model = keras.models.load_model(folder / "model.keras", compile=False)
+        kernels = measure_keras_sparsity(model).select(record["pruning"]["layers"])
+        print(f"prune: reusing {folder} (pruned {record['created']})", flush=True)
+        return SimpleNamespace(folder=folder, model_path=folder / "model.keras", threshold=record.get("threshold"),
+                               keras_sparsity=kernels)
+    return prune(args.run, config, folder, overwrite=True, log=print)
 
 
 def _deltas(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
@@ -85,21 +109,16 @@ def _deltas(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
 
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
-    from mdx.quantize.calibration import CalibrationConfig, sample_calibration
     from mdx.runtime.machine import RELEVANT_PACKAGES, machine_facts, package_versions
-    from mdx.runtime.preprocess import Preprocessing
     from mdx.train.keras_shim import keras
-    from mdx.train.prune import prune
     from mdx.train.prune_setup import PruneConfig, resolve_parent
     from mdx.train.sparsity import check_sparsity, measure_tflite_sparsity
 
     parent = resolve_parent(args.run)
     work = args.work or parent.run / "prune_sweep"
     inputs, labels, names = _test_split(parent)
-    calibration = sample_calibration(Path(parent.record["data"]["train_dir"]),
-                                     Preprocessing.from_dict(parent.record["preprocessing"]), names,
-                                     CalibrationConfig(count=args.calibration_count))
-    dense_paths = _convert_all(keras.models.load_model(parent.model, compile=False), work / "dense", calibration, False)
+    dense_paths = _convert_all(parent.run, keras.models.load_model(parent.model, compile=False), work / "dense",
+                               args.calibration_count, False)
     dense = {name: _measure(path, inputs, labels, names, parent.record.get("threshold"), args)
              for name, path in dense_paths.items()}
     print(f"dense: fp32 {dense['fp32']}", flush=True)
@@ -107,10 +126,10 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     for sparsity in args.sparsities:
         started = time.perf_counter()
         config = PruneConfig(sparsity=sparsity, schedule=args.schedule, epochs=args.epochs)
-        result = prune(args.run, config, work / config.folder_name(), overwrite=True, log=print)
+        result = _pruned(args, config, work / config.folder_name())
         prune_seconds = time.perf_counter() - started
-        paths = _convert_all(keras.models.load_model(result.model_path, compile=False), result.folder / "tflite",
-                             calibration, True)
+        paths = _convert_all(result.folder, keras.models.load_model(result.model_path, compile=False),
+                             result.folder / "tflite", args.calibration_count, True)
         variants = {}
         layers = [k.layer for k in result.keras_sparsity.kernels]
         for name, path in paths.items():
@@ -125,7 +144,8 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
                      "keras_sparsity": round(result.keras_sparsity.overall, 4), "variants": variants})
     return {"benchmark": "prune_sweep", "run": str(Path(args.run).resolve()), "machine": machine_facts(),
             "settings": {"schedule": args.schedule, "epochs": args.epochs, "threads": args.threads, "runs": args.runs,
-                         "test_images": len(labels), "calibration_count": args.calibration_count},
+                         "test_images": len(labels), "calibration_count": args.calibration_count,
+                         "int8": "mdx convert --int8 (bias and output corrections)", "reused_prune": args.reuse},
             "versions": package_versions(RELEVANT_PACKAGES), "dense": dense, "pruned": rows,
             # what `mdx report --merge` tabulates
             "figures": {"dense": dense, **{f"pruned-{row['sparsity']:g}": row["variants"] for row in rows}}}
@@ -160,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-count", type=int, default=200)
     parser.add_argument("--work", type=Path, default=None,
                         help="where pruned runs and .tflite go (default RUN/prune_sweep)")
+    parser.add_argument("--reuse", action="store_true", help="measure prune folders already in --work instead of re-pruning")
     parser.add_argument("--out", type=Path, default=result_path("prune_sweep"))
     args = parser.parse_args(argv)
 
