@@ -75,6 +75,8 @@ class TrainConfig(ConfigBase):
         require(self.epochs_frozen >= 0 and self.epochs_finetune >= 0, "epochs must not be negative")
         require(self.epochs_frozen + self.epochs_finetune >= 1, "train at least one epoch (epochs_frozen + epochs_finetune >= 1)")
         require(0.0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction} must be in (0, 0.5)")
+        require(isinstance(self.val_group_pattern, str),
+                f"val_group_pattern {self.val_group_pattern!r} must be a string (a regular expression, or '' to split image by image)")
         try:
             re.compile(self.val_group_pattern)
         except re.error as exc:

@@ -74,3 +74,8 @@ def test_a_large_patient_never_empties_the_training_side() -> None:
 def test_bad_group_pattern_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=r"val_group_pattern '\(' is not a regular expression"):
         TrainConfig(val_group_pattern="(")
+
+
+def test_group_pattern_that_is_not_a_string_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"val_group_pattern None must be a string"):
+        TrainConfig.from_dict({"val_group_pattern": None})
