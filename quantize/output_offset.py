@@ -136,13 +136,10 @@ def correct_output_offset(data: bytes, reference: np.ndarray, inputs: np.ndarray
     trusted = 0.5 <= slope <= 2.0
     if not trusted:
         slope, offset = 1.0, (reference - before).mean(axis=0)
-    patched = _patch_bias(data, bias_tensor, offset / slope)
-    beta = _softmax_beta(patched, softmax["index"])
-    if slope != 1.0:
-        patched = _set_softmax_beta(patched, softmax["index"], beta * slope)
+    patched, beta = _scale_softmax_beta(_patch_bias(data, bias_tensor, offset / slope), softmax["index"], slope)
     after = _tflite_logits(_interpreter(patched), logits_tensor, inputs)
     return patched, {"applied": True, "tensor": bias_tensor["name"], "samples": len(inputs),
-                     "slope": round(slope, 5), "slope_trusted": trusted, "softmax_beta": round(beta * slope, 5),
+                     "slope": round(slope, 5), "slope_trusted": trusted, "softmax_beta": round(beta, 5),
                      "bias_shift": [round(float(v), 5) for v in offset / slope],
                      "offset_before": [round(float(v), 5) for v in (reference - before).mean(axis=0)],
                      "offset_after": [round(float(v), 5) for v in (reference - slope * after).mean(axis=0)],
@@ -150,15 +147,9 @@ def correct_output_offset(data: bytes, reference: np.ndarray, inputs: np.ndarray
                      "centered_rms_after": round(_centered_rms(reference, slope * after), 5)}
 
 
-def _softmax_beta(data: bytes, op_index: int) -> float:
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
-    return float(model.subgraphs[0].operators[op_index].builtinOptions.beta)
-
-
-def _set_softmax_beta(data: bytes, op_index: int, beta: float) -> bytes:
-    """`data` with SOFTMAX operator `op_index`'s beta set (its kernels read beta when they prepare)."""
+def _scale_softmax_beta(data: bytes, op_index: int, factor: float) -> tuple[bytes, float]:
+    """`data` with SOFTMAX operator `op_index`'s beta multiplied by `factor` (kernels read beta when they
+    prepare), and the new beta."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
@@ -166,8 +157,8 @@ def _set_softmax_beta(data: bytes, op_index: int, beta: float) -> bytes:
     if not hasattr(operator.builtinOptions, "beta"):
         raise ConversionError(f"output correction: operator {op_index} is not the SOFTMAX it was found as; "
                               "pass --no-bias-correction")
-    operator.builtinOptions.beta = float(beta)
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    operator.builtinOptions.beta = float(operator.builtinOptions.beta * factor)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), float(operator.builtinOptions.beta)
 
 
 def _patch_bias(data: bytes, bias: dict, offset: np.ndarray) -> bytes:
