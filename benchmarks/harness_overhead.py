@@ -43,20 +43,19 @@ GOAL_OVERHEAD = 0.03
 GOAL_PARALLEL = 0.9
 
 
-def default_eval_batch() -> int:
-    from mdx.runtime.evaluate import EvaluateConfig
-
-    return EvaluateConfig().batch_size
-
-
-def bare_mean_ms(path: Path, runs: int, warmup: int) -> float:
-    """Mean invoke() time of one interpreter at 1 thread, timed as a block (no per-call bookkeeping)."""
-    from mdx.runtime.bench import _fill_inputs  # the same random inputs as bench: no all-zero shortcut
+def _primed_interpreter(path: Path) -> Any:
+    """A 1-thread interpreter holding bench's random inputs (no all-zero shortcut)."""
+    from mdx.runtime.bench import _fill_inputs
     from mdx.runtime.interpreter import load_interpreter
 
     interpreter, _ = load_interpreter(path, threads=1)
     _fill_inputs(interpreter, np.random.default_rng(0))
-    invoke = interpreter.invoke
+    return interpreter
+
+
+def bare_mean_ms(path: Path, runs: int, warmup: int) -> float:
+    """Mean invoke() time of one interpreter at 1 thread, timed as a block (no per-call bookkeeping)."""
+    invoke = _primed_interpreter(path).invoke
     for _ in range(warmup):
         invoke()
     start = time.perf_counter_ns()
@@ -121,15 +120,9 @@ def bare_parallel_rate(path: Path, workers: int, runs: int) -> float:
     """Invokes/s of `workers` threads, each a bare invoke() loop on its own 1-thread interpreter."""
     import threading
 
-    from mdx.runtime.interpreter import load_interpreter
-
-    interpreters = []
-    for _ in range(workers):
-        interpreter, _ = load_interpreter(path, "auto", 1)
-        detail = interpreter.get_input_details()[0]
-        interpreter.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-        interpreter.invoke()
-        interpreters.append(interpreter)
+    interpreters = [_primed_interpreter(path) for _ in range(workers)]
+    for interpreter in interpreters:
+        interpreter.invoke()  # the first invoke allocates
 
     def loop(interpreter: Any) -> None:
         for _ in range(runs):
@@ -219,6 +212,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mdx.runtime.evaluate import EvaluateConfig
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="a `mdx pipeline` run folder (convert/fp32, convert/int8, train/)")
     parser.add_argument("--runs", type=int, default=200, help="invokes per timing (both loops)")
@@ -226,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved bench/bare rounds")
     parser.add_argument("--images", type=int, default=0, help="test images for the parallel figure (0: all)")
     parser.add_argument("--repeats", type=int, default=2, help="parallel passes; the median counts")
-    parser.add_argument("--batch-size", type=int, default=default_eval_batch(), help="images per invoke in evaluation")
+    parser.add_argument("--batch-size", type=int, default=EvaluateConfig.batch_size, help="images per invoke in evaluation")
     parser.add_argument("--out", type=Path, default=None, help="result JSON (default benchmarks/results/<hostname>-<simd>/)")
     args = parser.parse_args(argv)
 
