@@ -6,8 +6,12 @@ For each sparsity: `mdx prune` the run, convert the pruned model to fp32, int8 a
 figure is reported with its ratio or delta to dense. Raw and gzip bytes are both reported: unstructured
 pruning shrinks only the compressed size, unless the sparse-float encoding stores the zeros away.
 
-    python benchmarks/prune_sweep.py runs/chest_xray --sparsities 0.5,0.75,0.9
+    python benchmarks/prune_sweep.py runs/chest_xray --sparsities 0.5,0.75,0.9 [--clusters 16]
     -> benchmarks/results/<hostname>-<simd>/prune_sweep.json (and a table on stdout)
+
+With `--clusters K`, each pruned model is also clustered to K values per kernel, zeros kept
+(`mdx prune --clusters K` on the pruned folder: one more epoch at the same sparsity, then
+`--cluster-epochs` of clustering), and measured the same way as `<sparsity>-c<K>`.
 
 Not run by the tests: a full sweep fine-tunes MobileNetV2 three times.
 """
@@ -80,8 +84,9 @@ def _convert_all(source: Path, model: Any, folder: Path, calibration_count: int,
     return paths
 
 
-def _pruned(args: argparse.Namespace, config: Any, folder: Path) -> Any:
-    """`mdx prune` into `folder`, or with --reuse the prune already there (re-measure without re-training)."""
+def _pruned(args: argparse.Namespace, config: Any, folder: Path, parent: Path | None = None) -> Any:
+    """`mdx prune` (of the run, or of `parent`) into `folder`, or with --reuse the prune already there
+    (re-measure without re-training)."""
     from types import SimpleNamespace
 
     from mdx.records import read_record
@@ -96,7 +101,7 @@ def _pruned(args: argparse.Namespace, config: Any, folder: Path) -> Any:
         print(f"prune: reusing {folder} (pruned {record['created']})", flush=True)
         return SimpleNamespace(folder=folder, model_path=folder / "model.keras", threshold=record.get("threshold"),
                                keras_sparsity=kernels)
-    return prune(args.run, config, folder, overwrite=True, log=print)
+    return prune(parent or args.run, config, folder, overwrite=True, log=print)
 
 
 def _deltas(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
@@ -122,33 +127,46 @@ def sweep(args: argparse.Namespace) -> dict[str, Any]:
     dense = {name: _measure(path, inputs, labels, names, parent.record.get("threshold"), args)
              for name, path in dense_paths.items()}
     print(f"dense: fp32 {dense['fp32']}", flush=True)
-    rows = []
-    for sparsity in args.sparsities:
-        started = time.perf_counter()
-        config = PruneConfig(sparsity=sparsity, schedule=args.schedule, epochs=args.epochs)
-        result = _pruned(args, config, work / config.folder_name())
-        prune_seconds = time.perf_counter() - started
+    def measured(result: Any, config: Any, seconds: float) -> dict[str, Any]:
         paths = _convert_all(result.folder, keras.models.load_model(result.model_path, compile=False),
                              result.folder / "tflite", args.calibration_count, True)
         variants = {}
         layers = [k.layer for k in result.keras_sparsity.kernels]
         for name, path in paths.items():
             report = measure_tflite_sparsity(path).select(layers)
-            check_sparsity(report, sparsity, tolerance=config.tolerance, allow_above=name == "int8", where=name)
+            check_sparsity(report, config.sparsity, tolerance=config.tolerance, allow_above=name == "int8", where=name)
             row = _measure(path, inputs, labels, names, result.threshold, args)
             row["sparsity"] = round(report.overall, 4)
             row["vs_dense"] = _deltas(row, dense["int8" if name == "int8" else "fp32"])
             variants[name] = row
-            print(f"{sparsity:g} {name}: {row}", flush=True)
-        rows.append({"sparsity": sparsity, "prune_seconds": round(prune_seconds, 1),
-                     "keras_sparsity": round(result.keras_sparsity.overall, 4), "variants": variants})
+            print(f"{config.folder_name()} {name}: {row}", flush=True)
+        return {"sparsity": config.sparsity, "clusters": config.clusters, "prune_seconds": round(seconds, 1),
+                "keras_sparsity": round(result.keras_sparsity.overall, 4), "variants": variants}
+
+    rows = []
+    for sparsity in args.sparsities:
+        started = time.perf_counter()
+        config = PruneConfig(sparsity=sparsity, schedule=args.schedule, epochs=args.epochs)
+        result = _pruned(args, config, work / config.folder_name())
+        rows.append(measured(result, config, time.perf_counter() - started))
+        if args.clusters:
+            started = time.perf_counter()
+            clustered = PruneConfig(sparsity=sparsity, epochs=1, clusters=args.clusters,
+                                    cluster_epochs=args.cluster_epochs)
+            result = _pruned(args, clustered, work / clustered.folder_name(), parent=result.folder)
+            rows.append(measured(result, clustered, time.perf_counter() - started))
     return {"benchmark": "prune_sweep", "run": str(Path(args.run).resolve()), "machine": machine_facts(),
             "settings": {"schedule": args.schedule, "epochs": args.epochs, "threads": args.threads, "runs": args.runs,
                          "test_images": len(labels), "calibration_count": args.calibration_count,
-                         "int8": "mdx convert --int8 (bias and output corrections)", "reused_prune": args.reuse},
+                         "int8": "mdx convert --int8 (bias and output corrections)", "reused_prune": args.reuse,
+                         "clusters": args.clusters, "cluster_epochs": args.cluster_epochs},
             "versions": package_versions(RELEVANT_PACKAGES), "dense": dense, "pruned": rows,
             # what `mdx report --merge` tabulates
-            "figures": {"dense": dense, **{f"pruned-{row['sparsity']:g}": row["variants"] for row in rows}}}
+            "figures": {"dense": dense, **{_row_name(row): row["variants"] for row in rows}}}
+
+
+def _row_name(row: dict[str, Any]) -> str:
+    return f"pruned-{row['sparsity']:g}" + (f"-c{row['clusters']}" if row.get("clusters") else "")
 
 
 def _table(result: dict[str, Any]) -> str:
@@ -161,7 +179,7 @@ def _table(result: dict[str, Any]) -> str:
     for entry in result["pruned"]:
         for name, row in entry["variants"].items():
             d = row["vs_dense"]
-            label = f"{entry['sparsity']:g} {name}"
+            label = f"{_row_name(entry)[len('pruned-'):]} {name}"
             lines.append(f"{label:<22}{row['bytes'] / 1e6:>7.2f}{row['gzip_bytes'] / 1e6:>9.2f}"
                          f"{d['gzip_ratio']:>8.2f}{row['accuracy']:>8.3f}{d['accuracy'] or 0:>8.3f}"
                          f"{row['auc'] or 0:>7.3f}"
@@ -180,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calibration-count", type=int, default=200)
     parser.add_argument("--work", type=Path, default=None,
                         help="where pruned runs and .tflite go (default RUN/prune_sweep)")
+    parser.add_argument("--clusters", type=int, default=None, help="also cluster each pruned model to K values")
+    parser.add_argument("--cluster-epochs", type=int, default=1)
     parser.add_argument("--reuse", action="store_true", help="measure prune folders already in --work instead of re-pruning")
     parser.add_argument("--out", type=Path, default=result_path("prune_sweep"))
     args = parser.parse_args(argv)

@@ -50,6 +50,9 @@ def find_bundled_weights(data_dir: Path | None) -> Path:
     )
 
 
+RANDOM_INIT_BN_MOMENTUM = 0.9
+
+
 def _keras_backbone(config: TrainConfig, weights: str | None) -> keras.Model:
     shape = (config.input_size, config.input_size, 3)
     apps = keras.applications
@@ -68,7 +71,13 @@ def build_backbone(config: TrainConfig, data_dir: Path | None = None) -> tuple[k
     """The backbone (include_top=False) and where its weights came from."""
     choice = config.weights
     if choice == "none":
-        return _keras_backbone(config, None), "none (random init)"
+        backbone = _keras_backbone(config, None)
+        for layer in backbone.layers:
+            # Keras' 0.999 averages BatchNorm statistics over ~1000 steps: a few epochs on a few
+            # thousand images would evaluate with statistics still half at their initial values
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = RANDOM_INIT_BN_MOMENTUM
+        return backbone, "none (random init)"
     if choice == "imagenet":
         try:
             return _keras_backbone(config, "imagenet"), "imagenet (Keras download)"
@@ -98,9 +107,15 @@ def build_backbone(config: TrainConfig, data_dir: Path | None = None) -> tuple[k
 
 
 def build_classifier(config: TrainConfig, n_classes: int, backbone: keras.Model) -> keras.Model:
-    """Input -> backbone (BatchNorm always in inference mode) -> head -> softmax over `n_classes`."""
+    """Input -> backbone -> head -> softmax over `n_classes`.
+
+    A pretrained backbone keeps its BatchNorm in inference mode: its statistics describe the features
+    it learnt and must not drift on a small data set (Keras' transfer-learning guide). A randomly
+    initialised one (`weights='none'`) has no statistics to keep; frozen at their initial values its
+    training does not start (measured at 128 px: validation AUC 0.50 after two epochs).
+    """
     inputs = keras.Input((config.input_size, config.input_size, 3), name="image")
-    features = backbone(inputs, training=False)
+    features = backbone(inputs, training=None if config.weights == "none" else False)
     if config.head == "flatten":
         x = keras.layers.Flatten(name="flatten")(features)
     else:

@@ -48,6 +48,8 @@ class PruneConfig(ConfigBase):
     `learning_rate` and `batch_size` default to the parent run's fine-tuning values. `structured`
     ('2:4') prunes m of every n weights instead of the smallest ones anywhere; its sparsity is m/n.
     `tolerance` is how far (in sparsity, 0.01 = 1 pt) any pruned kernel may miss the target.
+    `clusters` (K) then clusters every pruned kernel to K values, zeros kept (train/cluster.py), with
+    `cluster_epochs` more epochs of fine-tuning at `cluster_learning_rate`.
     """
 
     sparsity: float = 0.5
@@ -58,6 +60,10 @@ class PruneConfig(ConfigBase):
     learning_rate: float | None = None
     batch_size: int | None = None
     tolerance: float = 0.01
+    clusters: int | None = None
+    cluster_epochs: int = 1
+    # tfmot's clustering guide fine-tunes centroids at 1e-5; the pruning rate moves them too far
+    cluster_learning_rate: float = 1e-5
 
     def __post_init__(self) -> None:
         require(isinstance(self.sparsity, (int, float)) and not isinstance(self.sparsity, bool)
@@ -80,6 +86,14 @@ class PruneConfig(ConfigBase):
                 f"--learning-rate {self.learning_rate!r} is invalid; expected a value in (0, 1) such as 1e-4")
         require(self.batch_size is None or (isinstance(self.batch_size, int) and self.batch_size >= 1),
                 f"--batch-size {self.batch_size!r} is invalid; expected a positive integer")
+        require(self.clusters is None or (isinstance(self.clusters, int) and not isinstance(self.clusters, bool)
+                                           and 3 <= self.clusters <= 256),
+                f"--clusters {self.clusters!r} is invalid; expected 3 to 256 values per kernel (zero is one of them), "
+                "e.g. 16")
+        require(isinstance(self.cluster_epochs, int) and 1 <= self.cluster_epochs <= 1000,
+                f"--cluster-epochs {self.cluster_epochs!r} is invalid; expected 1 to 1000 fine-tuning epochs")
+        require(0.0 < self.cluster_learning_rate < 1.0,
+                f"--cluster-learning-rate {self.cluster_learning_rate!r} is invalid; expected a value in (0, 1) such as 1e-5")
         require(0.0 < self.tolerance <= 0.1,
                 f"tolerance {self.tolerance!r} is invalid; expected (0, 0.1] (0.01 = 1 pt)")
 
@@ -88,8 +102,10 @@ class PruneConfig(ConfigBase):
         return None if self.structured is None else parse_m_by_n(self.structured)
 
     def folder_name(self) -> str:
-        """'prune-0.5', or 'prune-0.5-2of4' for structured sparsity."""
+        """'prune-0.5', 'prune-0.5-2of4' for structured sparsity, 'prune-0.5-c16' with 16 clusters."""
         suffix = "" if self.m_by_n is None else "-{}of{}".format(*self.m_by_n)
+        if self.clusters is not None:
+            suffix += f"-c{self.clusters}"
         return f"prune-{self.sparsity:g}{suffix}"
 
 

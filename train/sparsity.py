@@ -227,6 +227,7 @@ def check_sparsity(
     tolerance: float = DEFAULT_TOLERANCE,
     allow_above: bool = False,
     where: str = "",
+    above_hint: str = "check the pruning schedule",
 ) -> None:
     """Refuse a report in which any kernel misses `target` by more than `tolerance`.
 
@@ -234,6 +235,7 @@ def check_sparsity(
         report: the pruned kernels only (see `SparsityReport.select`).
         allow_above: accept kernels sparser than the target (int8: rounding adds zeros).
         where: names the artifact in the message, e.g. 'int8 .tflite'.
+        above_hint: the fix named when a kernel is sparser than the target.
 
     Raises:
         SparsityError: naming the first failing layer, its target and what it achieved.
@@ -244,7 +246,7 @@ def check_sparsity(
         short = kernel.sparsity < target - tolerance
         if short or (not allow_above and kernel.sparsity > target + tolerance):
             hint = ("the pruning masks never updated (no UpdatePruningStep callback, or a schedule whose "
-                    "pruning steps were never reached); rerun mdx prune") if short else "check the pruning schedule"
+                    "pruning steps were never reached); rerun mdx prune") if short else above_hint
             raise SparsityError(
                 f"{where or report.source}: layer {kernel.layer} is {kernel.sparsity:.3f} sparse, target "
                 f"{target:.3f} +/- {tolerance:.3f} ({report.kernels.index(kernel) + 1} of {len(report.kernels)} "

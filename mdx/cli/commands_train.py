@@ -40,6 +40,10 @@ def prune_command(
                                                   help="leave the first conv and the classifier dense")] = True,
     learning_rate: Annotated[float | None, typer.Option("--learning-rate", help="default: the run's")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="default: the run's batch size")] = None,
+    clusters: Annotated[int | None, typer.Option(
+        "--clusters", help="then cluster each pruned kernel to K values, zeros kept (tfmot), "
+                           "e.g. 16: smaller gzip")] = None,
+    cluster_epochs: Annotated[int, typer.Option("--cluster-epochs", help="fine-tuning epochs of the clusters")] = 1,
     out: Annotated[Path | None, typer.Option("--out", help="output folder; default RUN/prune-<sparsity>")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an existing output folder")] = False,
 ) -> None:
@@ -47,7 +51,8 @@ def prune_command(
     from mdx.train.prune_setup import PruneConfig
 
     config = PruneConfig(sparsity=sparsity, schedule=schedule, epochs=epochs, structured=structured,
-                         skip_first_last=skip_first_last, learning_rate=learning_rate, batch_size=batch_size)
+                         skip_first_last=skip_first_last, learning_rate=learning_rate, batch_size=batch_size,
+                         clusters=clusters, cluster_epochs=cluster_epochs)
     from mdx.train.prune import prune  # imports TensorFlow: only when run
 
     result = prune(source, config, out, overwrite=overwrite, log=log)
@@ -58,3 +63,6 @@ def prune_command(
         f"(raw {gz['pruned']['bytes'] / 1e6:.2f} MB either way)")
     log(f"prune: {result.target:.2f} target, {report.overall:.3f} achieved (min {report.minimum:.3f} over "
         f"{len(report.kernels)} kernels), saved {result.model_path} in {result.wall_seconds:.0f} s")
+    if result.clusters:
+        log(f"prune: at most {max(c.max_per_channel for c in result.clusters)} distinct values per output channel "
+            f"in {len(result.clusters)} clustered kernels (--clusters {clusters})")

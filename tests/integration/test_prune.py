@@ -306,6 +306,50 @@ def test_prune_masks_never_update_refused_with_sparsity_error(tiny_run, tmp_path
     assert not (tmp_path / "never").exists()
 
 
+# ---- sparsity-preserving clustering (--clusters) ---------------------------------------------
+
+def test_prune_clusters_8_every_channel_at_most_8_values_in_keras_fp32_and_int8_zeros_kept(tiny_run, data_dir, tmp_path):
+    from mdx.quantize import recipes
+    from mdx.quantize.calibration import CalibrationConfig, sample_calibration
+    from mdx.runtime.preprocess import Preprocessing
+    from mdx.train.cluster import count_clusters
+    from mdx.train.keras_shim import keras
+    from mdx.train.prune import prune
+    from mdx.train.prune_setup import PruneConfig
+    from mdx.train.sparse_convert import tflite_bytes
+    from mdx.train.sparsity import tflite_kernels
+
+    result = prune(tiny_run, PruneConfig(epochs=1, clusters=8), tmp_path / "c8")
+    names = {k.layer for k in result.keras_sparsity.kernels}
+    assert len(result.clusters) == 3 and {c.layer for c in result.clusters} == names
+    assert all(2 <= c.max_per_channel <= 8 for c in result.clusters)  # 2: clustered, not collapsed to zero
+    assert abs(result.tflite_sparsity.minimum - 0.5) <= TOLERANCE  # clustering kept the zeros
+    record = json.loads((result.folder / "record.json").read_text())
+    assert record["clustering"]["clusters"] == 8 and record["clustering"]["preserve_sparsity"] is True
+    assert record["metrics"]["clusters"]["max_per_channel"] <= 8
+    # per-channel int8 only rescales each channel: the clusters survive quantization
+    pre = Preprocessing.from_dict(record["preprocessing"])
+    calibration = sample_calibration(data_dir / "train", pre, tuple(record["labels"]), CalibrationConfig(count=8))
+    int8 = tmp_path / "int8.tflite"
+    int8.write_bytes(tflite_bytes(keras.models.load_model(result.model_path), recipes.int8,
+                                  calibration.representative_dataset()))
+    counts = [count_clusters(k) for k in tflite_kernels(int8) if k.layer in names]
+    assert len(counts) == 3 and all(c.max_per_channel <= 8 for c in counts)
+
+
+def test_prune_clusters_that_never_apply_refused_with_sparsity_error(tiny_run, tmp_path, monkeypatch):
+    """A clustering step that leaves the kernels as they were (wrappers never applied) must not pass."""
+    import mdx.train.prune as stage
+    from mdx.train.prune_setup import PruneConfig
+    from mdx.train.sparsity import SparsityError
+
+    monkeypatch.setattr(stage, "fine_tune_clustered", lambda flat, *args, **kwargs: (flat, 1))
+    with pytest.raises(SparsityError, match=r"model\.keras after strip_clustering: layer \w+ holds \d+ distinct "
+                                            r"values in one output channel, more than --clusters 4"):
+        stage.prune(tiny_run, PruneConfig(epochs=1, clusters=4), tmp_path / "unclustered")
+    assert not (tmp_path / "unclustered").exists()
+
+
 def test_pruning_schedule_small_epochs_prunes_within_first_epoch():
     from mdx.train.prune_setup import PruneConfig, pruning_schedule
 
@@ -326,6 +370,9 @@ def test_pruning_schedule_small_epochs_prunes_within_first_epoch():
     ({"structured": "4:2"}, r"--structured '4:2' is invalid; expected M:N with 0 < M < N"),
     ({"structured": "2:4", "sparsity": 0.75}, r"--structured 2:4 zeros 0\.5 of the weights but --sparsity is 0\.75"),
     ({"structured": "2:4", "schedule": "polynomial"}, r"--schedule polynomial has no effect with --structured 2:4"),
+    ({"clusters": 2}, r"--clusters 2 is invalid; expected 3 to 256 values per kernel"),
+    ({"clusters": True}, r"--clusters True is invalid"),
+    ({"clusters": 16, "cluster_epochs": 0}, r"--cluster-epochs 0 is invalid; expected 1 to 1000"),
 ])
 def test_prune_config_bad_value_raises_config_error(kwargs, message):
     from mdx.train.prune_setup import PruneConfig
@@ -367,6 +414,7 @@ def test_prune_2of4_on_first_conv_raises_config_error(tiny_run, tmp_path):
     (["MISSING"], 1, "error: MISSING not found; pass a run folder"),
     (["RUN", "--sparsity", "1.5"], 2, "error: --sparsity 1.5 is invalid"),
     (["RUN", "--schedule", "cubic"], 2, "error: --schedule 'cubic' is unknown"),
+    (["RUN", "--clusters", "1"], 2, "error: --clusters 1 is invalid; expected 3 to 256 values per kernel"),
 ])
 def test_prune_cli_bad_input_one_line_error(tiny_run, tmp_path, args, code, message):
     from typer.testing import CliRunner

@@ -61,6 +61,30 @@ def test_build_classifier_other_backbones_random_init_predict(backbone: str) -> 
     assert source == "none (random init)"
 
 
+@pytest.mark.parametrize(("weights", "updates"), [("none", True), ("bundled", False)])
+def test_batchnorm_statistics_train_from_random_init_and_stay_with_pretrained_weights(weights: str, updates: bool,
+                                                                                   xray_subset) -> None:
+    """Random init: BatchNorm learns its statistics (with a momentum a short run can follow); ImageNet
+    weights: its statistics describe the pretrained features and must not move."""
+    from mdx.train.keras_shim import keras
+    from mdx.train.model import RANDOM_INIT_BN_MOMENTUM, build_backbone, build_classifier, unfreeze_top_blocks
+
+    config = TrainConfig(**{**TINY, "weights": weights, "alpha": 1.0 if weights == "bundled" else TINY["alpha"]})
+    backbone, _ = build_backbone(config, xray_subset(8))
+    unfreeze_top_blocks(backbone, 99)
+    model = build_classifier(config, 2, backbone)
+    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if updates:
+        assert all(layer.momentum == RANDOM_INIT_BN_MOMENTUM for layer in norms)
+    before = norms[-1].moving_mean.numpy().copy()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="categorical_crossentropy")
+    rng = np.random.default_rng(0)
+    model.fit(rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32), np.eye(2)[rng.integers(0, 2, 8)], epochs=1,
+              verbose=0)
+    moved = not np.allclose(norms[-1].moving_mean.numpy(), before)
+    assert moved is updates
+
+
 def test_augment_batch_same_seed_same_pixels_other_seed_differs() -> None:
     from mdx.train.augment import augment_batch
     from mdx.train.keras_shim import tf
