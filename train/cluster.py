@@ -1,6 +1,6 @@
 """Sparsity-preserving weight clustering after pruning (`mdx prune --clusters K`), with tfmot.
 
-Why it exists: a 50%-sparse kernel of independent int8 values cannot be stored in less than ~0.165x
+Why it exists: a 50%-sparse model of independent int8 weights cannot be stored in less than ~0.165x
 the dense FP32 .tflite, whatever the coder (`benchmarks/size_bound.py`). tfmot's collaborative
 optimization answers that with clustering: every pruned kernel keeps K shared values, zero one of
 them (`preserve_sparsity=True` keeps the zeros zero during fine-tuning). BatchNorm folding and
