@@ -3,6 +3,10 @@
 Drawn from the training split through exactly the training preprocessing (the same decoder, resize
 and `Preprocessing.normalize`): calibrating on differently prepared pixels gives ranges that do not
 fit the inputs the model will see, and int8 accuracy drops with no error anywhere.
+
+`--calibration-dir` may instead name images from the site where the model will run, as one flat
+folder: calibration needs no labels, and int8's error follows the images' distribution, which the
+training split may not share (benchmarks/site_calibration.py measures it on the chest X-rays).
 """
 
 from __future__ import annotations
@@ -66,14 +70,20 @@ class CalibrationSet:
 
         return generate
 
+    @property
+    def labelled(self) -> bool:
+        """False for a flat folder of site images, whose labels are all UNLABELLED."""
+        return bool(np.all(self.labels != UNLABELLED))
+
     def to_dict(self) -> dict[str, object]:
-        """Record form: where the images came from and how many of each class were used."""
-        counts = np.bincount(self.labels, minlength=len(self.class_names)).tolist()
+        """Record form: where the images came from and how many of each class were used (None: unlabelled)."""
+        counts = np.bincount(self.labels, minlength=len(self.class_names)).tolist() if self.labelled else None
         return {
             "folder": self.folder,
             "requested": self.requested,
             "used": len(self),
-            "per_class": dict(zip(self.class_names, counts)),
+            "labelled": self.labelled,
+            "per_class": dict(zip(self.class_names, counts)) if counts is not None else None,
             "skipped": list(self.skipped),
         }
 
@@ -98,7 +108,40 @@ def stratified_quota(class_sizes: list[int], total: int) -> list[int]:
     return quota
 
 
-_FIX = "pass --calibration-dir DIR: training images, one sub-folder per class (e.g. data/chest_xray/train)"
+_FIX = ("pass --calibration-dir DIR: training images, one sub-folder per class (e.g. data/chest_xray/train), "
+        "or one flat folder of images from the site where the model will run")
+UNLABELLED = -1
+
+
+def _flat_images(folder: Path) -> tuple[list[Path], list[Path]]:
+    """(images, sub-folders) directly in `folder`, hidden entries aside."""
+    entries = [p for p in sorted(folder.iterdir()) if not p.name.startswith(".")]
+    images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return images, [p for p in entries if p.is_dir()]
+
+
+def _draw(
+    folder: Path, class_names: tuple[str, ...], count: int, rng: np.random.Generator
+) -> tuple[list[Path], np.ndarray, list[int], list[str]]:
+    """(paths, labels, chosen indices, skipped non-images): stratified by class, or uniform over a flat folder."""
+    flat, sub_folders = _flat_images(folder)
+    if flat and sub_folders:
+        raise DataError(f"calibration folder {folder} holds both images and sub-folders "
+                        f"({sub_folders[0].name}/); use one flat folder of images or one sub-folder per class")
+    if flat:
+        skipped = [reason for _, reason in non_image_files(folder.parent, (folder.name,))]  # the folder itself
+        chosen = sorted(rng.permutation(len(flat))[:count].tolist())
+        return flat, np.full(len(flat), UNLABELLED, dtype=np.int64), chosen, skipped
+    try:
+        paths, labels, _ = list_images(folder, tuple(class_names))
+    except InputDataError as exc:
+        raise DataError(f"calibration folder: {exc}") from None
+    chosen: list[int] = []
+    sizes = [int(np.sum(labels == k)) for k in range(len(class_names))]
+    for k, quota in enumerate(stratified_quota(sizes, count)):
+        members = np.flatnonzero(labels == k)
+        chosen.extend(sorted(rng.permutation(members)[:quota].tolist()))
+    return paths, labels, chosen, [reason for _, reason in non_image_files(folder, tuple(class_names))]
 
 
 def sample_calibration(
@@ -107,33 +150,24 @@ def sample_calibration(
     class_names: tuple[str, ...],
     config: CalibrationConfig = CalibrationConfig(),
 ) -> CalibrationSet:
-    """Draw `config.count` images stratified by class from a folder-per-class tree and normalize them.
+    """Draw `config.count` images and normalize them: stratified by class from a folder-per-class tree,
+    or uniformly from a flat folder of unlabelled images.
 
     Only the drawn images are decoded (with `load_image`, the decoder `load_folder` uses), so a
     5,000-image training split costs 200 decodes, not 5,000.
 
     Raises:
-        DataError: the folder is missing, empty, its classes differ from `class_names`, or no drawn
-            image can be read.
+        DataError: the folder is missing, empty, mixes images with sub-folders, its classes differ
+            from `class_names`, or no drawn image can be read.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"calibration folder {folder} not found (int8 variants need representative images); " + _FIX)
     if not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*")):
         raise DataError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); " + _FIX)
-    try:
-        paths, labels, _ = list_images(folder, tuple(class_names))
-    except InputDataError as exc:
-        raise DataError(f"calibration folder: {exc}") from None
-    rng = np.random.default_rng(config.seed)
-    chosen: list[int] = []
-    sizes = [int(np.sum(labels == k)) for k in range(len(class_names))]
-    for k, quota in enumerate(stratified_quota(sizes, config.count)):
-        members = np.flatnonzero(labels == k)
-        chosen.extend(sorted(rng.permutation(members)[:quota].tolist()))
+    paths, labels, chosen, skipped = _draw(folder, tuple(class_names), config.count, np.random.default_rng(config.seed))
     images = np.empty((len(chosen), preprocessing.size, preprocessing.size, 3), dtype=np.uint8)
     kept: list[int] = []
-    skipped: list[str] = [reason for _, reason in non_image_files(folder, tuple(class_names))]
     for index in chosen:
         try:
             images[len(kept)] = load_image(paths[index], preprocessing.size)

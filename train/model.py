@@ -29,7 +29,8 @@ def preprocessing_for(config: TrainConfig) -> Preprocessing:
 
 
 def find_bundled_weights(data_dir: Path | None) -> Path:
-    """The bundled ImageNet .tflite: $MDX_IMAGENET_TFLITE, else data/ beside the data set, else ./data/.
+    """The bundled ImageNet .tflite: $MDX_IMAGENET_TFLITE, else data/ beside the data set, else ./data/,
+    else the copy installed with the package (mdx/weights/).
 
     Raises:
         ConfigError: none of those exists.
@@ -40,7 +41,9 @@ def find_bundled_weights(data_dir: Path | None) -> Path:
     if data_dir is not None:
         candidates.append(Path(data_dir).resolve().parent / BUNDLED_TFLITE)
     candidates.append(Path.cwd() / "data" / BUNDLED_TFLITE)
-    candidates.append(Path(__file__).resolve().parent.parent / "data" / BUNDLED_TFLITE)
+    package = Path(__file__).resolve().parent.parent  # the repository in a checkout, site-packages/mdx when installed
+    candidates.append(package / "data" / BUNDLED_TFLITE)
+    candidates.append(package / "weights" / BUNDLED_TFLITE.name)
     for candidate in candidates:
         if candidate.is_file():
             return candidate

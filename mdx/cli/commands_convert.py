@@ -43,10 +43,11 @@ def convert_command(
         str | None, typer.Option("--io", help="Input/output type of the int8 variant: int8 (default) or uint8.")
     ] = None,
     calibration_count: Annotated[
-        int | None, typer.Option(help="Calibration images (default 200), stratified by class.")
+        int | None, typer.Option(help="Calibration images (default 200), stratified by class when labelled.")
     ] = None,
     calibration_dir: Annotated[
-        Path | None, typer.Option(help="Folder-per-class calibration images (default: the run's training split).")
+        Path | None, typer.Option(help="Calibration images: one sub-folder per class, or one flat folder of unlabelled "
+                                      "images from the deployment site (default: the run's training split).")
     ] = None,
     size: Annotated[int | None, typer.Option(help="Model file only: input size in pixels.")] = None,
     mean: Annotated[str | None, typer.Option(help="Model file only: pixel mean, one value or R,G,B.")] = None,

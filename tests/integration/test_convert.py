@@ -420,6 +420,45 @@ def test_sample_calibration_same_seed_same_images_other_seed_differs(xray_subset
     assert first.inputs.min() >= -1.0 and first.inputs.max() <= 1.0
 
 
+def _flat_site_folder(xray_subset: Path, target: Path) -> Path:
+    """The subset's images in one folder without class sub-folders, as a deployment site has them."""
+    target.mkdir()
+    for index, image in enumerate(sorted(xray_subset.rglob("*.jpeg"))):
+        shutil.copy(image, target / f"{index:03d}.jpeg")
+    (target / "notes.txt").write_text("not an image")
+    return target
+
+
+def test_sample_calibration_flat_folder_draws_unlabelled_images_uniformly(xray_subset, tmp_path):
+    site = _flat_site_folder(xray_subset, tmp_path / "site")
+    drawn = sample_calibration(site, PRE, CLASSES, CalibrationConfig(count=10, seed=3))
+    assert len(drawn) == 10 and len(set(drawn.paths)) == 10
+    assert all(Path(path).parent == site for path in drawn.paths)
+    assert drawn.paths == sample_calibration(site, PRE, CLASSES, CalibrationConfig(count=10, seed=3)).paths
+    record = drawn.to_dict()
+    assert record["labelled"] is False and record["per_class"] is None and record["used"] == 10
+    assert any("notes.txt" in reason for reason in record["skipped"])
+    every = sample_calibration(site, PRE, CLASSES, CalibrationConfig(count=1000))
+    assert len(every) == 2 * PER_CLASS  # asking for more than there are takes them all, once each
+
+
+def test_sample_calibration_folder_with_images_and_sub_folders_raises_data_error(xray_subset, tmp_path):
+    mixed = _flat_site_folder(xray_subset, tmp_path / "mixed")
+    (mixed / "NORMAL").mkdir()
+    with pytest.raises(DataError, match=r"mixed holds both images and sub-folders \(NORMAL/\); use one flat folder"):
+        sample_calibration(mixed, PRE, CLASSES)
+
+
+@pytest.mark.tf
+def test_convert_int8_calibrated_on_flat_site_folder_records_unlabelled_calibration(tiny_run, xray_subset, tmp_path):
+    site = _flat_site_folder(xray_subset, tmp_path / "site")
+    result = convert(tiny_run, ConvertConfig(variants=("int8",), calibration_count=8, calibration_dir=site,
+                                             out=tmp_path / "out"))
+    calibration = read_record(tmp_path / "out" / "int8")["calibration"]
+    assert calibration["folder"] == str(site) and calibration["labelled"] is False and calibration["used"] == 8
+    assert result["int8"].model_path.is_file()
+
+
 def test_sample_calibration_classes_differ_from_labels_raises_data_error(xray_subset):
     with pytest.raises(DataError, match=r"calibration folder: .*differ from the model's classes \['CAT', 'DOG'\]"):
         sample_calibration(xray_subset, PRE, ("CAT", "DOG"))

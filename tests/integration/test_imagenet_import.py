@@ -200,3 +200,15 @@ def test_import_weights_folder_out_writes_verified_stage_folder(tmp_path):
     assert record["config"] == {"include_top": False, "input_size": 96, "labels": None}
     assert record["preprocessing"]["size"] == 96
     assert sorted(p.name for p in out.iterdir()) == ["model.keras", "record.json"]
+
+
+def test_bundled_weights_found_outside_a_checkout_in_the_installed_package(tmp_path, monkeypatch):
+    """After `pip install mdx`, in any folder and with no data beside it, the default `--weights bundled` still works."""
+    from mdx.runtime.files import sha256_file
+    from mdx.train import model
+
+    monkeypatch.delenv(model.WEIGHTS_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    found = model.find_bundled_weights(tmp_path / "my_data")
+    assert found.is_relative_to(Path(model.__file__).resolve().parent.parent), found  # the package's own copy
+    assert sha256_file(found) == sha256_file(TFLITE)

@@ -42,6 +42,13 @@ def _calibration_other_classes(tmp: Path, micro: dict[str, Path]) -> list[object
     return ["--int8", "--calibration-dir", folder]
 
 
+def _calibration_images_beside_class_folders(tmp: Path, micro: dict[str, Path]) -> list[object]:
+    folder = copy_xrays(tmp / "calib", classes=("NORMAL", "PNEUMONIA"))
+    stray = next((folder / "NORMAL").iterdir())
+    stray.rename(folder / stray.name)  # one image at the top: flat (site) folder or class tree?
+    return ["--int8", "--calibration-dir", folder]
+
+
 def _not_keras(tmp: Path, micro: dict[str, Path]) -> list[object]:
     (tmp / "fake.keras").write_bytes(b"PK\x03\x04 not really a zip")
     return ["--labels", micro["labels"], "--size", "16"]  # the model argument is swapped below
@@ -54,6 +61,8 @@ CONVERT_CASES: dict[str, tuple[ConvertCase, int, tuple[str, ...]]] = {
     "calibration_dir_empty": (lambda t, m: ["--int8", "--calibration-dir", (t / "empty").mkdir() or t / "empty"], 1,
                               ("holds no images", "pass --calibration-dir DIR")),
     "calibration_classes_differ": (_calibration_other_classes, 1, ("calib: class folders ['COVID', 'NORMAL'] differ from",)),
+    "calibration_images_beside_class_folders": (_calibration_images_beside_class_folders, 1,
+                                                ("calib holds both images and sub-folders", "use one flat folder")),
     "input_size_does_not_fit": (lambda t, m: ["--size", "24"], 1,
                                 ("micro.keras input shape (None, 16, 16, 3) does not take (24, 24, 3) images",)),
     "labels_do_not_fit_outputs": (_three_labels, 1, ("output shape (None, 2) is not (batch, 3)",)),
