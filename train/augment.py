@@ -1,4 +1,4 @@
-"""Training-time augmentation on uint8 batches: flip, zoom, shear, rotation (one affine warp), brightness, contrast."""
+"""Training-time augmentation on uint8 batches: flip, zoom, stretch, shear, rotation (one affine warp), brightness, contrast."""
 
 from __future__ import annotations
 
@@ -14,10 +14,13 @@ def _affine_params(batch: int, size: int, aug: Augmentation, seed_pair) -> tf.Te
     angle = tf.random.stateless_uniform([batch], seeds[0], -1.0, 1.0) * (aug.rotation_degrees * math.pi / 180.0)
     zoom = 1.0 + tf.random.stateless_uniform([batch], seeds[1], -aug.zoom, aug.zoom)
     shear = tf.random.stateless_uniform([batch], seeds[2], -aug.shear, aug.shear)
+    stretch = 1.0 + tf.random.stateless_uniform(
+        [2, batch], tf.random.experimental.stateless_fold_in(seed_pair, 4), -aug.stretch, aug.stretch)  # older draws unchanged
+    zoom_x, zoom_y = zoom * stretch[0], zoom * stretch[1]
     cos, sin = tf.cos(angle), tf.sin(angle)
-    # A = R(angle) @ [[1, shear], [0, 1]] @ zoom
-    a00, a01 = cos * zoom, (cos * shear - sin) * zoom
-    a10, a11 = sin * zoom, (sin * shear + cos) * zoom
+    # A = R(angle) @ [[1, shear], [0, 1]] @ diag(zoom_x, zoom_y)
+    a00, a01 = cos * zoom_x, (cos * shear - sin) * zoom_y
+    a10, a11 = sin * zoom_x, (sin * shear + cos) * zoom_y
     centre = (size - 1) / 2.0
     a02 = centre - a00 * centre - a01 * centre
     a12 = centre - a10 * centre - a11 * centre
@@ -33,7 +36,7 @@ def augment_batch(images: tf.Tensor, aug: Augmentation, seed_pair) -> tf.Tensor:
     if aug.horizontal_flip:
         flip = tf.random.stateless_uniform([batch], seeds[0]) < 0.5
         images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-    if aug.zoom or aug.shear or aug.rotation_degrees:
+    if aug.zoom or aug.stretch or aug.shear or aug.rotation_degrees:
         transforms = _affine_params(batch, size, aug, seeds[1])
         images = tf.raw_ops.ImageProjectiveTransformV3(
             images=images,

@@ -23,13 +23,16 @@ class Augmentation(ConfigBase):
 
     horizontal_flip: bool = True
     zoom: float = 0.1
+    # x and y scaled independently by 1 +/- stretch, as Keras' ImageDataGenerator zooms: the Kermany
+    # images were resized to a square without keeping their aspect ratio, so the ratio is not a cue.
+    stretch: float = 0.2
     shear: float = 0.1
     rotation_degrees: float = 10.0
     brightness: float = 0.1
     contrast: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("zoom", "shear", "brightness", "contrast"):
+        for name in ("zoom", "stretch", "shear", "brightness", "contrast"):
             value = getattr(self, name)
             require(0.0 <= value < 1.0, f"augmentation {name}={value} must be in [0, 1)")
         require(0.0 <= self.rotation_degrees <= 180.0, f"augmentation rotation_degrees={self.rotation_degrees} must be in [0, 180]")

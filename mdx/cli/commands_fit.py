@@ -34,6 +34,7 @@ def train_command(
     class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights", help="Weight classes by inverse frequency."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
     zoom: float = typer.Option(0.1),
+    stretch: float = typer.Option(0.2, help="Scale x and y independently by 1 +/- this (changes the aspect ratio)."),
     shear: float = typer.Option(0.1),
     rotation: float = typer.Option(10.0, help="Maximum rotation in degrees."),
     brightness: float = typer.Option(0.1),
@@ -52,7 +53,7 @@ def train_command(
         epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
         lr_finetune=lr_finetune, val_fraction=val_fraction, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
         max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
-        augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, shear=shear, rotation_degrees=rotation,
+        augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, stretch=stretch, shear=shear, rotation_degrees=rotation,
                                   brightness=brightness, contrast=contrast),
     )
     from mdx.train.fit import train

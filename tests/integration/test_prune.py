@@ -426,3 +426,15 @@ def test_prune_cli_bad_input_one_line_error(tiny_run, tmp_path, args, code, mess
     result = CliRunner().invoke(app, ["prune", *args])
     assert result.exit_code == code, result.output
     assert message in result.output and result.output.count("error:") == 1
+
+
+def test_parent_recorded_before_stretch_existed_replays_without_stretch(tiny_run, tmp_path):
+    from mdx.train.prune_setup import resolve_parent
+
+    assert resolve_parent(tiny_run).train_config.augmentation.stretch == TRAIN_CONFIG.augmentation.stretch
+    copy = shutil.copytree(tiny_run, tmp_path / "run")
+    record_path = copy / "train" / "record.json"
+    record = json.loads(record_path.read_text())
+    del record["config"]["augmentation"]["stretch"]
+    record_path.write_text(json.dumps(record))
+    assert resolve_parent(copy).train_config.augmentation.stretch == 0.0

@@ -99,6 +99,28 @@ def test_augment_batch_same_seed_same_pixels_other_seed_differs() -> None:
     assert first.min() >= 0.0 and first.max() <= 255.0
 
 
+
+def _box_aspect(image: np.ndarray) -> float:
+    rows, cols = np.nonzero(image[..., 0] > 127)
+    return float((cols.max() - cols.min() + 1) / (rows.max() - rows.min() + 1))
+
+
+def test_augment_stretch_changes_the_aspect_ratio_and_zoom_alone_keeps_it() -> None:
+    from mdx.train.augment import augment_batch
+    from mdx.train.keras_shim import tf
+
+    square = np.zeros((16, 64, 64, 3), np.uint8)
+    square[:, 16:48, 16:48] = 255
+    plain = {"horizontal_flip": False, "shear": 0.0, "rotation_degrees": 0.0, "brightness": 0.0}
+    seed = tf.constant([5, 7], tf.int64)
+    zoomed = augment_batch(square, Augmentation(zoom=0.3, **plain), seed).numpy()
+    stretched = augment_batch(square, Augmentation(zoom=0.0, stretch=0.3, **plain), seed).numpy()
+    zoom_aspects = [_box_aspect(image) for image in zoomed]
+    stretch_aspects = [_box_aspect(image) for image in stretched]
+    assert max(abs(aspect - 1.0) for aspect in zoom_aspects) < 0.1
+    assert max(abs(aspect - 1.0) for aspect in stretch_aspects) > 0.2
+    assert min(stretch_aspects) < 1.0 < max(stretch_aspects)  # both ways: x and y drawn independently
+
 def test_train_bad_and_odd_images_handled_or_skipped_with_warning(tmp_path: Path, xray_subset) -> None:
     from mdx.train.fit import train
 
