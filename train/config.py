@@ -24,7 +24,7 @@ class Augmentation(ConfigBase):
     horizontal_flip: bool = True
     zoom: float = 0.1
     # x and y scaled independently by 1 +/- stretch, as Keras' ImageDataGenerator zooms: the Kermany
-    # images were resized to a square without keeping their aspect ratio, so the ratio is not a cue.
+    # images were resized to squares without keeping their aspect ratio, which should not be a cue.
     stretch: float = 0.2
     shear: float = 0.1
     rotation_degrees: float = 10.0

@@ -40,3 +40,10 @@ def test_train_config_bad_value_refused(values: dict, message: str) -> None:
 def test_augmentation_out_of_range_refused() -> None:
     with pytest.raises(ConfigError, match=r"augmentation zoom=1.5 must be in \[0, 1\)"):
         Augmentation(zoom=1.5)
+    with pytest.raises(ConfigError, match=r"augmentation stretch=-0.1 must be in \[0, 1\)"):
+        Augmentation(stretch=-0.1)
+
+
+def test_augmentation_recorded_without_stretch_reads_the_default() -> None:
+    # a record written before the field existed still loads (prune replays such records with stretch 0)
+    assert Augmentation.from_dict({"zoom": 0.2}).stretch == Augmentation().stretch
