@@ -19,6 +19,9 @@ import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
+# issue 4: int8 against FP32 on the same images
+ISSUE_4_GATE = {"max_acc_drop_pt": 0.5, "max_auc_drop": 0.01, "min_agreement": 0.99}
+
 
 # The widest SIMD level names the machine with its hostname: machines here share the hostname "vm" while
 # one has AVX-512/VNNI and another only AVX2, and int8 latency differs between them by 5x.
@@ -103,3 +106,17 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     p50, p90 = np.percentile(values, [50, 90])
     return {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4), "mean_ms": round(float(values.mean()), 4),
             "min_ms": round(float(values.min()), 4), "runs": int(values.size)}
+
+
+def _accuracy(metrics: dict[str, Any]) -> float:
+    value = metrics["accuracy"]
+    return float(value["value"] if isinstance(value, dict) else value)
+
+
+def check_figures(parity: Any) -> dict[str, Any]:
+    """An `mdx check` parity result as the figures a result file keeps: flips, accuracies, the gate's verdict."""
+    flips = sum(n for row in parity.flips.values() for n in row.values())
+    return {"n": parity.n, "agreement": round(parity.agreement, 5), "flips": flips, "flips_by_class": parity.flips,
+            "fp32_accuracy": round(_accuracy(parity.reference), 5), "int8_accuracy": round(_accuracy(parity.candidate), 5),
+            "accuracy_drop_pt": round(100 * (_accuracy(parity.reference) - _accuracy(parity.candidate)), 3),
+            "auc_delta": parity.deltas.get("auc"), "passed_issue_4_gate": parity.passed}

@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import context, run_files, save
+from common import ISSUE_4_GATE, check_figures, context, run_files, save
 
 HALVES = ("A", "B")
-GATE = {"max_acc_drop_pt": 0.5, "max_auc_drop": 0.01, "min_agreement": 0.99}
 
 
 def split_by_patient(test_dir: Path, pattern: str | None, work: Path) -> dict[str, dict[str, Path]]:
@@ -56,19 +55,6 @@ def split_by_patient(test_dir: Path, pattern: str | None, work: Path) -> dict[st
     return folders
 
 
-def _accuracy(metrics: dict[str, Any]) -> float:
-    value = metrics["accuracy"]
-    return float(value["value"] if isinstance(value, dict) else value)
-
-
-def _figures(parity: Any) -> dict[str, Any]:
-    flips = sum(n for row in parity.flips.values() for n in row.values())
-    return {"n": parity.n, "agreement": round(parity.agreement, 5), "flips": flips, "flips_by_class": parity.flips,
-            "fp32_accuracy": round(_accuracy(parity.reference), 5), "int8_accuracy": round(_accuracy(parity.candidate), 5),
-            "accuracy_drop_pt": round(100 * (_accuracy(parity.reference) - _accuracy(parity.candidate)), 3),
-            "auc_delta": parity.deltas.get("auc"), "passed_issue_4_gate": parity.passed}
-
-
 def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Several checks on disjoint images as one: agreement and accuracies weighted by their image counts."""
     n = sum(row["n"] for row in rows)
@@ -77,7 +63,7 @@ def pooled(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"n": n, "agreement": round(weighted["agreement"], 5), "flips": sum(row["flips"] for row in rows),
             "fp32_accuracy": round(weighted["fp32_accuracy"], 5), "int8_accuracy": round(weighted["int8_accuracy"], 5),
             "accuracy_drop_pt": round(drop, 3) + 0.0,  # + 0.0: no "-0.0" in the file
-            "meets_gate": weighted["agreement"] >= GATE["min_agreement"] and drop <= GATE["max_acc_drop_pt"] + 1e-9}
+            "meets_gate": weighted["agreement"] >= ISSUE_4_GATE["min_agreement"] and drop <= ISSUE_4_GATE["max_acc_drop_pt"] + 1e-9}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: {work} exists; pass a new --work folder")
     halves = split_by_patient(test_dir, record["config"].get("val_group_pattern"), work / "halves")
     fp32 = files["models"]["fp32"]
-    gate = Tolerances(**GATE)
+    gate = Tolerances(**ISSUE_4_GATE)
     checks: dict[str, dict[str, Any]] = {}
     figures: dict[str, dict[str, Any]] = {}
     for seed in seeds:
@@ -121,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 if calibration == half:
                     continue  # a model is never judged on the images it was calibrated on
                 parity = check(model, fp32, halves[half]["labelled"], EvaluateConfig(n_boot=0), gate).parity
-                checks[f"seed {seed}: calibrated on {calibration}, checked on {half}"] = _figures(parity)
+                checks[f"seed {seed}: calibrated on {calibration}, checked on {half}"] = check_figures(parity)
                 print(f"seed {seed}: calibrated on {calibration}, checked on {half}: {parity.summary()}", flush=True)
         figures[f"seed {seed}: training split calibration (default)"] = pooled(
             [checks[f"seed {seed}: calibrated on train, checked on {half}"] for half in HALVES])
@@ -133,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {**facts, "command": " ".join(["benchmarks/site_calibration.py", *(argv or sys.argv[1:])]),
                "run": str(args.run.resolve()), "test_dir": str(test_dir),
                "halves": {half: {"images": sum(1 for _ in halves[half]["site"].iterdir())} for half in HALVES},
-               "settings": {"calibration_count": args.calibration_count, "calibration_seeds": seeds, "gate": GATE,
+               "settings": {"calibration_count": args.calibration_count, "calibration_seeds": seeds, "gate": ISSUE_4_GATE,
                             "group_pattern": record["config"].get("val_group_pattern")},
                "figures": figures, "checks": checks}
     print(f"saved {save('site_calibration', payload, args.out)}")

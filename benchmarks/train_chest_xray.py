@@ -3,9 +3,11 @@ bundled ImageNet weights and (with --with-random-init) for random init, so the v
 
     .venv/bin/python benchmarks/train_chest_xray.py [--config benchmarks/configs/train_full.json] [--with-random-init]
     .venv/bin/python benchmarks/train_chest_xray.py --arms none    # random init alone, added to the same file
+    .venv/bin/python benchmarks/train_chest_xray.py --seed 1       # another seed, kept beside seed 0's row
 
 Each arm's result keeps its own time, versions and machine; an existing result file keeps the arms
-this run does not train, so two arms can run in two sittings.
+and seeds this run does not train, so they can run in several sittings, as long as they were trained with
+the settings this run would give them: a row of another recipe is dropped, with a message.
 
 Random init trains every layer from the first epoch at a higher learning rate
 (benchmarks/configs/train_full_random_init.json, merged over --config): the transfer-learning
@@ -36,7 +38,25 @@ def _summary(metrics: dict) -> dict:
     return {name: metrics[name] for name in keep if metrics.get(name)} | {"threshold": metrics.get("threshold")}
 
 
-def main() -> None:
+def _same_recipe(name: str, row: dict, every: dict[str, dict]) -> bool:
+    """Whether a stored row ('<arm>' or '<arm> seed N') was trained with the settings this run gives its arm."""
+    from mdx.train.config import TrainConfig
+
+    arm, _, seed = name.partition(" seed ")
+    if arm not in every or "config" not in row:
+        return False
+    expected = TrainConfig.from_dict({**every[arm], "seed": int(seed or 0)})
+    return TrainConfig.from_record(row["config"]) == expected
+
+
+def _epochs(history_file: Path) -> dict:
+    """How long the run trained and what early stopping saw: its validation AUC and loss per epoch."""
+    history = json.loads(history_file.read_text())
+    return {"run": len(history.get("loss", [])),
+            **{key: [round(v, 4) for v in history[key]] for key in ("val_auc", "val_loss") if key in history}}
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "chest_xray")
     parser.add_argument("--config", type=Path, default=REPO / "benchmarks" / "configs" / "train_full.json")
@@ -46,9 +66,12 @@ def main() -> None:
     parser.add_argument("--random-init-config", type=Path,
                         default=REPO / "benchmarks" / "configs" / "train_full_random_init.json",
                         help="Settings that replace --config's for the random-init run.")
+    parser.add_argument("--seed", type=int, default=0, help="the training seed (over any in --config); a row "
+                        "of another seed than 0 is kept beside seed 0's, as '<arm> seed N'")
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<machine>/train_chest_xray.json")
-    args = parser.parse_args()
+    argv = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(argv)
 
     from mdx.train.config import TrainConfig
     from mdx.train.fit import train
@@ -59,23 +82,37 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"error: --arms {args.arms!r}: unknown arm(s) {unknown}; use bundled and/or none")
     every = {"bundled": base, "none": {**base, **json.loads(args.random_init_config.read_text()), "weights": "none"}}
-    settings = {name: every[name] for name in arms}
+    suffix = f" seed {args.seed}" if args.seed else ""
+    settings = {f"{name}{suffix}": {**every[name], "seed": args.seed} for name in arms}
     out = args.out or result_path("train_chest_xray")
     previous = json.loads(out.read_text()) if out.is_file() else {}
     # rows written before arms kept their own facts take the file's
     facts = {key: previous[key] for key in ("command", "versions", "machine") if key in previous}
-    results = {name: {**facts, **row} for name, row in previous.get("results", {}).items() if name not in settings}
-    command = " ".join(["python benchmarks/train_chest_xray.py", *sys.argv[1:]])
+    results = {}
+    for name, row in previous.get("results", {}).items():
+        if name in settings:
+            continue
+        if not _same_recipe(name, row, every):
+            print(f"dropping {name!r} from {out}: it was trained with other settings than this run's "
+                  f"(git history keeps it; --out FILE writes elsewhere)")
+            continue
+        results[name] = {**facts, **row}
+    for row in results.values():  # rows written before they kept their epochs, while their run is still here
+        history = Path(row.get("run", "")) / "history.json"
+        if "epochs" not in row and history.is_file():
+            row["epochs"] = _epochs(history)
+    command = " ".join(["python benchmarks/train_chest_xray.py", *argv])
     for name, values in settings.items():
         config = TrainConfig.from_dict(values)
         started = time.perf_counter()
-        result = train(args.data, config, args.runs / f"bench-train-{name}" / "train", overwrite=True, log=print)
+        result = train(args.data, config, args.runs / f"bench-train-{name.replace(' ', '-')}" / "train", overwrite=True, log=print)
         results[name] = {
             "config": config.to_dict(),
             "wall_seconds": round(time.perf_counter() - started, 1),
             "test": _summary(result.metrics["test"]),
             "test_at_argmax": _summary(result.metrics["test_at_argmax"]),
             "validation": _summary(result.metrics["validation"]),
+            "epochs": _epochs(result.folder / "history.json"),
             "run": str(result.folder),
             "command": command,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -90,7 +127,8 @@ def main() -> None:
                             "results": results, "versions": package_versions(RELEVANT_PACKAGES),
                             "machine": machine_facts()})
     print(f"wrote {out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

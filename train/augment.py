@@ -1,4 +1,4 @@
-"""Training-time augmentation on uint8 batches: flip, zoom, stretch, shear, rotation (one affine warp), brightness, contrast."""
+"""Training-time augmentation on uint8 batches: flip, zoom, stretch, shift, shear, rotation (one affine warp), brightness, contrast."""
 
 from __future__ import annotations
 
@@ -24,6 +24,11 @@ def _affine_params(batch: int, size: int, aug: Augmentation, seed_pair) -> tf.Te
     centre = (size - 1) / 2.0
     a02 = centre - a00 * centre - a01 * centre
     a12 = centre - a10 * centre - a11 * centre
+    if aug.shift:
+        shift = tf.random.stateless_uniform(
+            [2, batch], tf.random.experimental.stateless_fold_in(seed_pair, 5), -aug.shift, aug.shift) * size
+        # in output pixels, whatever the zoom: input = A (output - shift) + offset
+        a02, a12 = a02 - (a00 * shift[0] + a01 * shift[1]), a12 - (a10 * shift[0] + a11 * shift[1])
     zeros = tf.zeros([batch])
     return tf.stack([a00, a01, a02, a10, a11, a12, zeros, zeros], axis=1)
 
@@ -36,7 +41,7 @@ def augment_batch(images: tf.Tensor, aug: Augmentation, seed_pair) -> tf.Tensor:
     if aug.horizontal_flip:
         flip = tf.random.stateless_uniform([batch], seeds[0]) < 0.5
         images = tf.where(flip[:, None, None, None], tf.reverse(images, axis=[2]), images)
-    if aug.zoom or aug.stretch or aug.shear or aug.rotation_degrees:
+    if aug.zoom or aug.stretch or aug.shift or aug.shear or aug.rotation_degrees:
         transforms = _affine_params(batch, size, aug, seeds[1])
         images = tf.raw_ops.ImageProjectiveTransformV3(
             images=images,

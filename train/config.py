@@ -26,13 +26,15 @@ class Augmentation(ConfigBase):
     # x and y scaled independently by 1 +/- stretch, as Keras' ImageDataGenerator zooms: the Kermany
     # images were resized to squares without keeping their aspect ratio, which should not be a cue.
     stretch: float = 0.2
+    # content moved by up to shift x the image side along x and y, as ImageDataGenerator's width/height shift
+    shift: float = 0.0
     shear: float = 0.1
     rotation_degrees: float = 10.0
     brightness: float = 0.1
     contrast: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("zoom", "stretch", "shear", "brightness", "contrast"):
+        for name in ("zoom", "stretch", "shift", "shear", "brightness", "contrast"):
             value = getattr(self, name)
             require(0.0 <= value < 1.0, f"augmentation {name}={value} must be in [0, 1)")
         require(0.0 <= self.rotation_degrees <= 180.0, f"augmentation rotation_degrees={self.rotation_degrees} must be in [0, 180]")
@@ -65,6 +67,16 @@ class TrainConfig(ConfigBase):
     strategy: str = "default"
     augmentation: Augmentation = Augmentation()
     bootstrap: int = 1000
+
+    @classmethod
+    def from_record(cls, stored: dict) -> TrainConfig:
+        """The config a record stored, read so that it trains what that run trained: a field added since
+        takes the value of the code of then (image-by-image validation before val_group_pattern, no stretch
+        before stretch; fields whose default is "off", such as shift, need no rule)."""
+        replayed = {"val_group_pattern": "", **{k: v for k, v in stored.items() if k != "data_dir"}}
+        if isinstance(replayed.get("augmentation"), dict):
+            replayed["augmentation"] = {"stretch": 0.0, **replayed["augmentation"]}
+        return cls.from_dict(replayed)
 
     def __post_init__(self) -> None:
         if isinstance(self.augmentation, dict):

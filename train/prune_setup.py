@@ -162,11 +162,7 @@ def resolve_parent(source: Path) -> Parent:
         data_dir = Path((record.get("data") or {}).get("root") or train_dict["data_dir"])
         for key in ("preprocessing", "labels", "data"):  # the child record copies these
             record[key]
-        # runs recorded before val_group_pattern existed split image by image, before stretch did not stretch
-        replayed = {"val_group_pattern": "", **{k: v for k, v in train_dict.items() if k != "data_dir"}}
-        if isinstance(replayed.get("augmentation"), dict):
-            replayed["augmentation"] = {"stretch": 0.0, **replayed["augmentation"]}
-        train_config = TrainConfig.from_dict(replayed)
+        train_config = TrainConfig.from_record(train_dict)
     except KeyError as exc:
         raise ArtifactError(f"{record_path} has no {exc.args[0]!r}; "
                             f"rerun mdx {stage} to write a complete record") from None

@@ -35,6 +35,7 @@ def train_command(
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Random horizontal flips."),
     zoom: float = typer.Option(0.1),
     stretch: float = typer.Option(0.2, help="Scale x and y independently by 1 +/- this (changes the aspect ratio)."),
+    shift: float = typer.Option(0.0, help="Move the image by up to this share of its side along x and y."),
     shear: float = typer.Option(0.1),
     rotation: float = typer.Option(10.0, help="Maximum rotation in degrees."),
     brightness: float = typer.Option(0.1),
@@ -53,7 +54,7 @@ def train_command(
         epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
         lr_finetune=lr_finetune, val_fraction=val_fraction, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
         max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
-        augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, stretch=stretch, shear=shear, rotation_degrees=rotation,
+        augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, stretch=stretch, shift=shift, shear=shear, rotation_degrees=rotation,
                                   brightness=brightness, contrast=contrast),
     )
     from mdx.train.fit import train

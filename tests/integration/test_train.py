@@ -121,6 +121,31 @@ def test_augment_stretch_changes_the_aspect_ratio_and_zoom_alone_keeps_it() -> N
     assert max(abs(aspect - 1.0) for aspect in stretch_aspects) > 0.2
     assert min(stretch_aspects) < 1.0 < max(stretch_aspects)  # both ways: x and y drawn independently
 
+def _centre(image: np.ndarray) -> np.ndarray:
+    rows, cols = np.nonzero(image[..., 0] > 127)
+    return np.array([cols.mean(), rows.mean()])
+
+
+def test_augment_shift_moves_the_image_within_its_bound_and_leaves_older_draws_alone() -> None:
+    from mdx.train.augment import augment_batch
+    from mdx.train.keras_shim import tf
+
+    square = np.zeros((32, 64, 64, 3), np.uint8)
+    square[:, 24:40, 24:40] = 255
+    plain = {"horizontal_flip": False, "shear": 0.0, "brightness": 0.0}
+    seed = tf.constant([5, 7], tf.int64)
+    centre = _centre(square[0])
+    unshifted = augment_batch(square, Augmentation(**plain), seed).numpy()
+    shifted = augment_batch(square, Augmentation(shift=0.2, **plain), seed).numpy()
+    moved = np.array([_centre(image) - centre for image in shifted]) - np.array([_centre(image) - centre for image in unshifted])
+    assert np.abs(moved).max() <= 0.2 * 64 + 1.0  # within the bound, one pixel for interpolation
+    assert np.abs(moved).max() > 0.1 * 64  # and it does move
+    assert (moved[:, 0] < -2).any() and (moved[:, 0] > 2).any() and (moved[:, 1] < -2).any() and (moved[:, 1] > 2).any()
+    # shift has a seed of its own: with it at 0, training draws exactly what it drew before the field existed
+    reference = augment_batch(square, Augmentation(shift=0.0, **plain), seed).numpy()
+    np.testing.assert_array_equal(reference, unshifted)
+
+
 def test_train_bad_and_odd_images_handled_or_skipped_with_warning(tmp_path: Path, xray_subset) -> None:
     from mdx.train.fit import train
 

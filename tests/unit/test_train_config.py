@@ -44,6 +44,11 @@ def test_augmentation_out_of_range_refused() -> None:
         Augmentation(stretch=-0.1)
 
 
+def test_augmentation_shift_out_of_range_is_refused_by_value() -> None:
+    with pytest.raises(ConfigError, match=r"augmentation shift=1.5 must be in \[0, 1\)"):
+        Augmentation(shift=1.5)
+
+
 def test_augmentation_recorded_without_stretch_reads_the_default() -> None:
     # a record written before the field existed still loads (prune replays such records with stretch 0)
     assert Augmentation.from_dict({"zoom": 0.2}).stretch == Augmentation().stretch
