@@ -10,6 +10,8 @@ from mdx.config import ConfigBase, require
 BACKBONES = ("mobilenet_v2", "mobilenet_v3_small", "mobilenet_v3_large", "efficientnet_b0")
 HEADS = ("gap", "flatten")
 STRATEGIES = ("default", "mirrored", "multiworker")
+# the fine-tuning learning rate: held, or decayed along a half cosine to 0 over the phase's epochs
+LR_SCHEDULES = ("constant", "cosine")
 # "bundled" = the ImageNet MobileNetV2 .tflite carried in data/; "imagenet" = Keras' own download.
 WEIGHT_CHOICES = ("bundled", "imagenet", "none")
 # Patient IDs in the Kermany chest X-ray file names (person123_bacteria_4.jpeg, IM-0115-0001.jpeg,
@@ -57,10 +59,15 @@ class TrainConfig(ConfigBase):
     finetune_blocks: int = 4
     lr_frozen: float = 1e-3
     lr_finetune: float = 1e-4
+    lr_schedule: str = "constant"
+    # the model kept is the mean of the weights of the last N fine-tuning epochs (0 = the last epoch's)
+    average_epochs: int = 0
     val_fraction: float = 0.1
     val_group_pattern: str = KERMANY_PATIENT
     class_weights: bool = True
     label_smoothing: float = 0.0
+    # epochs without a better validation AUC before a phase stops and restores its best epoch; 0 trains
+    # every epoch and keeps the last, for a validation AUC too saturated (0.99) to pick an epoch by
     patience: int = 3
     seed: int = 0
     max_images_per_class: int = 0
@@ -84,6 +91,16 @@ class TrainConfig(ConfigBase):
         require(32 <= self.input_size <= 1024, f"input_size={self.input_size} must be from 32 to 1024")
         require(self.backbone in BACKBONES, f"backbone {self.backbone!r} is not one of {list(BACKBONES)}")
         require(self.head in HEADS, f"head {self.head!r} is not one of {list(HEADS)}")
+        require(self.lr_schedule in LR_SCHEDULES, f"lr_schedule {self.lr_schedule!r} is not one of {list(LR_SCHEDULES)}")
+        require(self.patience >= 0, f"patience={self.patience} must not be negative (0 = no early stopping)")
+        require(0 <= self.average_epochs <= self.epochs_finetune,
+                f"average_epochs={self.average_epochs} must be from 0 to epochs_finetune={self.epochs_finetune}")
+        require(not self.average_epochs or self.patience == 0,
+                f"average_epochs={self.average_epochs} averages the last epochs of a fixed schedule; set patience 0 "
+                f"(now {self.patience}), since early stopping would restore one epoch instead")
+        require(not self.average_epochs or self.weights != "none",
+                "average_epochs needs pretrained weights: with weights 'none' BatchNorm statistics train, and an "
+                "average of weights would not match them")
         require(self.strategy in STRATEGIES, f"strategy {self.strategy!r} is not one of {list(STRATEGIES)}")
         require(0.0 < self.alpha <= 1.4, f"alpha={self.alpha} must be in (0, 1.4]")
         require(self.batch_size >= 1, f"batch_size={self.batch_size} must be at least 1")

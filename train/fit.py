@@ -28,6 +28,7 @@ from mdx.train.keras_shim import keras, tf
 from mdx.train.model import build_backbone, build_classifier, preprocessing_for, unfreeze_top_blocks
 from mdx.train.pipeline_data import evaluation_dataset, training_dataset
 from mdx.train.progress import EpochProgress
+from mdx.train.weight_average import WeightAverage
 
 
 @dataclass(frozen=True)
@@ -57,20 +58,29 @@ def _predict(model: keras.Model, data: ImageSet, config: TrainConfig) -> np.ndar
 
 
 def _fit_phase(model, strategy, learning_rate, train_ds, val_ds, epochs, initial_epoch, total, steps, weights, log, patience,
-               label_smoothing):
+               label_smoothing, average_epochs=0):
     with strategy.scope():
         model.compile(
             optimizer=keras.optimizers.Adam(learning_rate),
             loss=keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing),
             metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
         )
-    callbacks = [
-        EpochProgress(total, steps, log),
-        keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience, restore_best_weights=True),
-    ]
+    callbacks = [EpochProgress(total, steps, log)]
+    if average_epochs:
+        callbacks.append(WeightAverage(initial_epoch + epochs - average_epochs, log))
+    if patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=patience,
+                                                       restore_best_weights=True))
     history = model.fit(train_ds, validation_data=val_ds, epochs=initial_epoch + epochs, initial_epoch=initial_epoch,
                         class_weight=weights, callbacks=callbacks, verbose=0)
     return history.history
+
+
+def _learning_rate(config: TrainConfig, epochs: int, steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """Phase 2's learning rate: `lr_finetune`, held or decayed to 0 along a half cosine over the phase."""
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(config.lr_finetune, decay_steps=epochs * steps)
+    return config.lr_finetune
 
 
 def train(
@@ -119,16 +129,19 @@ def train(
         steps = int(np.ceil(len(splits.train) / batch))
         total = config.epochs_frozen + config.epochs_finetune
         history: dict[str, list[float]] = {}
-        phases = [(config.epochs_frozen, config.lr_frozen, None), (config.epochs_finetune, config.lr_finetune, config.finetune_blocks)]
+        phases = [(config.epochs_frozen, config.lr_frozen, None, 0),
+                  (config.epochs_finetune, _learning_rate(config, config.epochs_finetune, steps), config.finetune_blocks,
+                   config.average_epochs)]
         done = 0
-        for epochs, learning_rate, blocks in phases:
+        for epochs, learning_rate, blocks, average_epochs in phases:
             if epochs == 0:
                 continue
             if blocks is not None:
                 unfrozen = unfreeze_top_blocks(backbone, blocks)
-                log(f"train: fine-tuning the top {blocks} blocks ({unfrozen} layers) at lr {learning_rate:g}")
+                log(f"train: fine-tuning the top {blocks} blocks ({unfrozen} layers) at lr {config.lr_finetune:g}"
+                    + (", cosine decay to 0" if config.lr_schedule == "cosine" else ""))
             phase = _fit_phase(model, strategy, learning_rate, train_ds, val_ds, epochs, done, total, steps, weights,
-                               log, config.patience, config.label_smoothing)
+                               log, config.patience, config.label_smoothing, average_epochs)
             for key, values in phase.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
             done += len(phase.get("loss", []))

@@ -28,6 +28,8 @@ def train_command(
     batch_size: int = typer.Option(32),
     lr: float = typer.Option(1e-3, help="Adam learning rate, phase 1."),
     lr_finetune: float = typer.Option(1e-4, help="Adam learning rate, phase 2."),
+    average_epochs: int = typer.Option(0, help="Keep the mean of the weights of the last N fine-tuning epochs (needs --patience 0)."),
+    lr_schedule: str = typer.Option("constant", help="Phase 2's learning rate: constant, or cosine (decayed to 0 over its epochs)."),
     val_fraction: float = typer.Option(0.1, help="Share of train/ carved out for validation when there is no val/."),
     val_group_pattern: str = typer.Option(
         KERMANY_PATIENT, help="Regex naming a file's patient: validation takes whole patients ('' = image by image)."),
@@ -41,7 +43,7 @@ def train_command(
     brightness: float = typer.Option(0.1),
     contrast: float = typer.Option(0.0),
     label_smoothing: float = typer.Option(0.0, help="Cross-entropy label smoothing."),
-    patience: int = typer.Option(3, help="Early stopping patience on validation AUC."),
+    patience: int = typer.Option(3, help="Early stopping patience on validation AUC (0 = train every epoch, keep the last)."),
     max_images_per_class: int = typer.Option(0, help="Use at most this many images per class and split (0 = all)."),
     strategy: str = typer.Option("default", help="default, mirrored or multiworker (tf.distribute; TF_CONFIG for workers)."),
     seed: int = typer.Option(0),
@@ -52,7 +54,7 @@ def train_command(
     config = TrainConfig(
         input_size=input_size, alpha=alpha, backbone=backbone, weights=weights, head=head, batch_size=batch_size,
         epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
-        lr_finetune=lr_finetune, val_fraction=val_fraction, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
+        lr_finetune=lr_finetune, lr_schedule=lr_schedule, average_epochs=average_epochs, val_fraction=val_fraction, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
         max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
         augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, stretch=stretch, shift=shift, shear=shear, rotation_degrees=rotation,
                                   brightness=brightness, contrast=contrast),

@@ -39,6 +39,46 @@ def test_train_tiny_run_writes_model_labels_threshold_and_record(tmp_path: Path,
     assert any(line.startswith("epoch 2/2  loss ") and "val_auc" in line for line in lines)
 
 
+def test_cosine_schedule_decays_the_fine_tuning_rate_to_zero_over_the_phase() -> None:
+    from mdx.train.fit import _learning_rate
+
+    config = TrainConfig(lr_finetune=1e-4, lr_schedule="cosine")
+    schedule = _learning_rate(config, epochs=4, steps=10)
+    assert [round(float(schedule(step)), 9) for step in (0, 20, 40)] == [1e-4, 5e-5, 0.0]
+    assert _learning_rate(TrainConfig(lr_finetune=1e-4), epochs=4, steps=10) == 1e-4
+
+
+def test_train_without_early_stopping_runs_every_epoch_with_the_cosine_schedule_and_averages(tmp_path: Path,
+                                                                                            xray_subset) -> None:
+    from mdx.train.fit import train
+
+    lines: list[str] = []
+    config = TrainConfig(**{**TINY, "weights": "bundled", "alpha": 1.0, "epochs_finetune": 3, "patience": 0,
+                            "lr_schedule": "cosine", "average_epochs": 2, "bootstrap": 0})
+    train(xray_subset(8), config, tmp_path / "train", log=lines.append)
+    record = read_record(tmp_path / "train")
+    assert record["epochs_run"] == 4 and record["config"]["lr_schedule"] == "cosine"
+    assert any("cosine decay to 0" in line for line in lines)
+    assert "train: kept the mean of the weights of epochs 3-4" in lines
+
+
+def test_weight_average_keeps_the_mean_of_the_last_epochs_weights() -> None:
+    from mdx.train.keras_shim import keras
+    from mdx.train.weight_average import WeightAverage
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+    seen: list[list[np.ndarray]] = []
+    snapshot = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(model.get_weights()))
+    x, y = np.random.default_rng(0).normal(size=(32, 4)), np.random.default_rng(1).normal(size=(32, 2))
+    model.fit(x, y, epochs=4, verbose=0, callbacks=[snapshot, WeightAverage(2, lambda message: None)])
+    expected = [np.mean([epoch[i] for epoch in seen[2:]], axis=0) for i in range(len(seen[0]))]
+    assert not np.allclose(seen[-1][0], expected[0])  # the last epoch's weights are not the mean
+    for kept, mean in zip(model.get_weights(), expected):
+        np.testing.assert_allclose(kept, mean, rtol=1e-6)
+
+
 def test_train_bundled_weights_start_from_imagenet(tmp_path: Path, xray_subset) -> None:
     from mdx.train.fit import train
 

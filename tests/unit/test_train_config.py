@@ -30,6 +30,11 @@ def test_train_config_unknown_key_refused() -> None:
         ({"epochs_frozen": 0, "epochs_finetune": 0}, "train at least one epoch"),
         ({"input_size": 8}, "input_size=8 must be from 32 to 1024"),
         ({"strategy": "tpu"}, "strategy 'tpu' is not one of"),
+        ({"lr_schedule": "step"}, "lr_schedule 'step' is not one of"),
+        ({"average_epochs": 4, "epochs_finetune": 3, "patience": 0}, "average_epochs=4 must be from 0 to epochs_finetune=3"),
+        ({"average_epochs": 2}, "set patience 0 \\(now 3\\)"),
+        ({"average_epochs": 2, "patience": 0, "weights": "none"}, "average_epochs needs pretrained weights"),
+        ({"patience": -1}, r"patience=-1 must not be negative \(0 = no early stopping\)"),
     ],
 )
 def test_train_config_bad_value_refused(values: dict, message: str) -> None:
