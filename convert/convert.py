@@ -281,8 +281,10 @@ def _build(model: Any, variant: Quantization, src: Source, config: ConvertConfig
     else:
         data = _to_tflite(model, variant, config.io, None)
     # Every variant carries its labels and normalization, as MediaPipe Tasks reads them (convert/metadata.py).
+    # ... and the decision threshold of its run, so that a .tflite copied alone to a board decides as the app does.
     data = embed_metadata(data, src.labels, src.preprocessing, name=f"mdx {variant}",
-                          description=f"{', '.join(src.labels)} classifier; input (pixel - mean) / std", version=__version__)
+                          description=f"{', '.join(src.labels)} classifier; input (pixel - mean) / std", version=__version__,
+                          decision=src.decision())
     seconds = time.perf_counter() - started
     facts = read_tflite(data)
     if config.target is not None:
@@ -306,6 +308,8 @@ def _save(
         "source": src.to_dict(),
         "preprocessing": src.preprocessing.to_dict(),
         "labels": list(src.labels),
+        "threshold": src.threshold,
+        "threshold_rule": src.threshold_rule,
         "io": io,
         "ops": ops,
         "compatibility": compatibility,

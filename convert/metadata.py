@@ -8,16 +8,22 @@ lacks (and older wheels pin numpy<2), so the buffer is written here with `flatbu
 field as the schema numbers them; tests/integration/test_mediapipe_metadata.py checks that MediaPipe
 loads the result and agrees with this harness. `mdx.runtime.tflite_metadata` reads it back without
 TensorFlow.
+
+The schema has no place for a decision threshold, so the run's threshold goes into a second named
+`Model.metadata` entry, "mdx_decision" (a UTF-8 JSON object), which MediaPipe and the interpreters
+skip as they skip the converter's own "min_runtime_version".
 """
 
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from collections.abc import Sequence
 from typing import Any
 
 from mdx.runtime.preprocess import Preprocessing
+from mdx.runtime.tflite_metadata import DECISION_NAME
 
 METADATA_NAME = b"TFLITE_METADATA"
 METADATA_IDENTIFIER = b"M001"
@@ -109,19 +115,24 @@ ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip header can hold
 
 
 def embed_metadata(model: bytes, labels: Sequence[str], pre: Preprocessing, *, name: str, description: str,
-                   version: str) -> bytes:
-    """`model` with the metadata buffer (replacing an earlier one) and labels.txt zipped onto its end."""
+                   version: str, decision: dict[str, Any] | None = None) -> bytes:
+    """`model` with the metadata buffer, and `decision` as "mdx_decision" when given (each replacing an
+    earlier one), and labels.txt zipped onto its end."""
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
     tree = flatbuffer_utils.convert_bytearray_to_object(bytearray(model))  # reads the flatbuffer, not a zip
-    buffer = schema.BufferT()
-    buffer.data = metadata_buffer(pre, name=name, description=description, version=version)
-    tree.metadata = [m for m in (tree.metadata or []) if m.name != METADATA_NAME]
-    tree.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = METADATA_NAME, len(tree.buffers) - 1
-    tree.metadata.append(entry)
+    entries = {METADATA_NAME: metadata_buffer(pre, name=name, description=description, version=version)}
+    if decision is not None:
+        entries[DECISION_NAME.encode()] = json.dumps(decision, sort_keys=True).encode("utf-8")
+    tree.metadata = [m for m in (tree.metadata or []) if m.name not in entries]
+    for entry_name, payload in entries.items():
+        buffer = schema.BufferT()
+        buffer.data = payload
+        tree.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = entry_name, len(tree.buffers) - 1
+        tree.metadata.append(entry)
     data = io.BytesIO(bytes(flatbuffer_utils.convert_object_to_bytearray(tree)))
     data.seek(0, io.SEEK_END)
     # Stored, not deflated: readers map the labels straight out of the model file.

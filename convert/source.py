@@ -12,6 +12,7 @@ from typing import Any
 
 from mdx.errors import ArtifactError, ConfigError, DataError
 from mdx.records import RECORD_NAME, read_record
+from mdx.runtime.decision import is_probability
 from mdx.runtime.errors import UsageError
 from mdx.runtime.preprocess import Preprocessing
 
@@ -30,6 +31,14 @@ class Source:
     calibration_dir: Path | None
     run: Path | None
     parent_record: Path | None
+    threshold: float | None = None  # binary: chosen on validation by mdx train; None for a model file
+    threshold_rule: str | None = None
+
+    def decision(self) -> dict[str, Any] | None:
+        """What the .tflite embeds as its "mdx_decision" metadata; None when no threshold is recorded."""
+        if self.threshold is None:
+            return None
+        return {"threshold": self.threshold, "positive_index": 1, "rule": self.threshold_rule}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -138,7 +147,23 @@ def _from_run(train_dir: Path, calibration_dir: Path | None, needs_calibration: 
             calibration_dir = train_dir.parent / calibration_dir  # a path relative to the run folder
     # a pruned model converts into its own folder, beside (not over) the dense model's conversions
     run_folder = train_dir if record["stage"] == "prune" else train_dir.parent
-    return Source(model, model, preprocessing, labels, calibration_dir, run_folder, record_path)
+    return Source(model, model, preprocessing, labels, calibration_dir, run_folder, record_path,
+                  _threshold(record, record_path, labels), record.get("threshold_rule"))
+
+
+def _threshold(record: dict[str, Any], record_path: Path, labels: tuple[str, ...]) -> float | None:
+    """The run's decision threshold, refused unless it is a probability for 2 classes.
+
+    Raises:
+        ArtifactError: naming the record, the value and the fix.
+    """
+    value = record.get("threshold")
+    if value is None:
+        return None
+    if not is_probability(value) or len(labels) != 2:
+        raise ArtifactError(f"{record_path}: threshold {value!r} is invalid for the {len(labels)} classes "
+                            f"{list(labels)}; expected a probability in [0, 1] and 2 classes: rerun mdx train")
+    return float(value)
 
 
 def _from_model(

@@ -1,7 +1,8 @@
 """The end-to-end run behind `mdx pipeline`: train -> convert (fp32 + int8) -> evaluate -> bench -> table.
 
 Each stage writes its own folder with its record; the pipeline adds `summary.json`, `summary.md` and
-its own `record.json` that point at them.
+its own `record.json` that point at them. Every variant is evaluated as `mdx evaluate` would evaluate
+it, at the threshold that training chose and convert recorded with the model.
 """
 
 from __future__ import annotations
@@ -68,8 +69,19 @@ def _value(metrics: dict[str, Any], name: str) -> float | None:
     return None if entry is None else float(entry["value"])
 
 
+def agreement(probs: Any, reference_probs: Any, threshold: float | None) -> float:
+    """Share of samples both models assign the same class, by the rule the accuracy uses (threshold for
+    2 classes, else argmax). argmax would send an exact int8 tie (0.5, 0.5) to class 0 where
+    `p >= 0.5` sends it to class 1, and the table's two columns would disagree on it."""
+    import numpy as np
+
+    from mdx.runtime.metrics import predict_classes
+
+    return float(np.mean(predict_classes(probs, threshold) == predict_classes(reference_probs, threshold)))
+
+
 def summary_markdown(result: PipelineResult) -> str:
-    lines = ["| variant | size (MB) | x FP32 | p50 latency (ms) | accuracy | AUC | sensitivity | specificity | top-1 agreement with FP32 |",
+    lines = ["| variant | size (MB) | x FP32 | p50 latency (ms) | accuracy | AUC | sensitivity | specificity | agreement with FP32 |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result.rows:
         lines.append(f"| {r.variant} | {r.bytes / 1e6:.2f} | {r.ratio_to_fp32:.2f} | {r.p50_ms:.2f} | {r.accuracy:.3f} | "
@@ -86,8 +98,6 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
         ArtifactError: `out` exists and `overwrite` is false, or the data set has no test/ split.
         (and whatever the stages raise: DataError, ConfigError, ConversionError, ...)
     """
-    import numpy as np
-
     from mdx.convert.convert import ConvertConfig, convert
     from mdx.runtime.bench import BenchConfig, bench
     from mdx.runtime.evaluate import EvaluateConfig, evaluate
@@ -113,12 +123,15 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
     started = time.perf_counter()
     for variant in converted.variants:
         name = variant.variant.value
-        result = evaluate(variant.model_path, test_dir,
-                          EvaluateConfig(threshold=trained.threshold, n_boot=config.bootstrap))
+        result = evaluate(variant.model_path, test_dir, EvaluateConfig(n_boot=config.bootstrap))
+        if result.decision.threshold != trained.threshold:  # convert records the threshold; a miss is a bug
+            raise ArtifactError(f"{variant.model_path} decides at {result.decision.describe()}, not at the "
+                                f"threshold {trained.threshold} training chose; this is a bug in mdx convert")
         result.save(out / "evaluate" / name, overwrite=overwrite)
         evaluations[name] = result
         log(f"evaluate: {name} accuracy {result.metrics['accuracy']['value']:.3f}  AUC {result.metrics['auc']['value']:.3f}"
-            f"  on {len(result.labels)} test images ({result.runtime.package} {result.runtime.version})")
+            f"  on {len(result.labels)} test images at {result.decision.describe()} "
+            f"({result.runtime.package} {result.runtime.version})")
     seconds["evaluate"] = time.perf_counter() - started
     started = time.perf_counter()
     for variant in converted.variants:
@@ -135,12 +148,12 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
     for variant in converted.variants:
         name = variant.variant.value
         metrics = evaluations[name].metrics
-        agreement = float(np.mean(evaluations[name].probs.argmax(1) == fp32_probs.argmax(1)))
         rows.append(VariantRow(
             variant=name, bytes=variant.bytes, ratio_to_fp32=round(variant.bytes / fp32_bytes, 4),
             p50_ms=round(timings[name].timings[0].p50_ms, 3), accuracy=_value(metrics, "accuracy") or 0.0,
             auc=_value(metrics, "auc"), sensitivity=_value(metrics, "sensitivity"),
-            specificity=_value(metrics, "specificity"), agreement_with_fp32=agreement,
+            specificity=_value(metrics, "specificity"),
+            agreement_with_fp32=agreement(evaluations[name].probs, fp32_probs, evaluations[name].decision.threshold),
         ))
     result = PipelineResult(folder=out, rows=tuple(rows), stage_seconds={k: round(v, 1) for k, v in seconds.items()})
     atomic_write_json(out / "summary.json", result.to_dict())

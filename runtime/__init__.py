@@ -9,7 +9,9 @@ On a board (copy this folder and a variant folder holding model.tflite, labels.t
     python -m runtime bench variant/model.tflite --threads 1,2,4
     python -m runtime check variant/model.tflite data/test --reference fp32/model.tflite   # exit 3 on failure
 
-Modules: interpreter (load, probe), classifier (TfliteClassifier), model_info (preprocessing and labels),
-metrics, evaluate, predict, bench, parity (compare), check (the parity gate), cli.
+Modules: interpreter (load, probe), classifier (TfliteClassifier), model_info (preprocessing, labels and the
+recorded threshold), decision (which threshold applies), metrics, evaluate, predict, bench, parity (compare),
+check (the parity gate), cli. evaluate, check and predict decide at the model's recorded threshold (in the
+.tflite and its record.json), else 0.5; --threshold overrides it.
 Nothing heavy is imported here, so `import mdx.runtime.errors` stays cheap for the mdx CLI.
 """

@@ -3,7 +3,8 @@
 The reference is another .tflite run by this harness, or anything the caller can turn into
 probabilities (`reference_predict`, e.g. a Keras model in the full mdx install). Both models see
 the same preprocessed inputs: the candidate's preprocessing and labels, which must agree with any
-found beside the reference.
+found beside the reference. Both are decided at the candidate's threshold (they come from one run);
+a reference that records another one is named in `warnings`, not refused.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from .decision import Decision
 from .errors import InputDataError, UsageError
-from .evaluate import EvaluateConfig, is_npz, load_data, positive_index, predict_parallel, resolve_model_info
+from .evaluate import EvaluateConfig, decision_for, is_npz, load_data, predict_parallel, resolve_model_info
 from .files import atomic_write_json, file_facts
 from .interpreter import RuntimeInfo, validate_model_file
 from .machine import machine_facts
@@ -39,6 +41,8 @@ class CheckResult:
     model_info: ModelInfo
     config: EvaluateConfig
     seconds: float
+    decision: Decision
+    warnings: tuple[str, ...] = ()
 
     @property
     def passed(self) -> bool:
@@ -55,6 +59,8 @@ class CheckResult:
             "runtime": self.runtime.to_dict(),
             "model_info": self.model_info.to_dict(),
             "config": self.config.to_dict(),
+            "decision": self.decision.to_dict(),
+            "warnings": list(self.warnings),
             "seconds": round(self.seconds, 3),
             "machine": machine_facts(),
             "parity": self.parity.to_dict(),
@@ -65,12 +71,13 @@ class CheckResult:
         return atomic_write_json(Path(path), self.to_dict())
 
 
-def _check_reference_info(reference_path: Path, info: ModelInfo) -> None:
-    """Refuse a reference whose own labels or preprocessing (if any are found beside it) differ."""
+def _check_reference_info(reference_path: Path, info: ModelInfo, decision: Decision) -> tuple[str, ...]:
+    """Refuse a reference whose own labels or preprocessing (if any are found beside it) differ; a warning
+    when it records another threshold than the one both models are decided at."""
     try:
         ref = load_model_info(reference_path, need_preprocessing=False)
     except UsageError:
-        return  # nothing beside the reference: it is run with the candidate's
+        return ()  # nothing beside the reference: it is run with the candidate's
     if ref.labels != info.labels:
         raise UsageError(
             f"reference labels {list(ref.labels)} ({ref.source}) differ from the candidate's {list(info.labels)} "
@@ -81,6 +88,11 @@ def _check_reference_info(reference_path: Path, info: ModelInfo) -> None:
             f"reference preprocessing {ref.preprocessing.to_dict()} differs from the candidate's "
             f"{info.preprocessing.to_dict()}; both models must see the same inputs"
         )
+    if ref.decision is not None and ref.decision != decision:
+        warning = (f"reference {reference_path} records threshold {ref.decision.threshold:g} ({ref.decision.source}); "
+                   f"both models are decided at {decision.describe()}")
+        return (warning,)
+    return ()
 
 
 def check(
@@ -110,7 +122,8 @@ def check(
     reference_path = Path(reference_path)
     classifier = config.classifier(candidate_path)
     info = resolve_model_info(candidate_path, config, classifier, need_preprocessing=not is_npz(data))
-    _check_reference_info(reference_path, info)
+    decision = decision_for(info, config)
+    warnings = _check_reference_info(reference_path, info, decision)
     dataset = load_data(data, info, skip_unreadable=config.skip_unreadable)
     candidate_probs = predict_parallel(classifier, dataset.inputs, config)
     if reference_predict is None:
@@ -129,7 +142,7 @@ def check(
             "compare models with the same classes"
         )
     parity = compare(reference_probs, candidate_probs, dataset.labels, info.labels, tolerances,
-                     threshold=config.threshold, positive_index=positive_index(info, config),
+                     threshold=decision.threshold, positive_index=decision.positive_index,
                      n_boot=config.n_boot, seed=config.seed)
     return CheckResult(
         parity=parity,
@@ -140,4 +153,6 @@ def check(
         model_info=info,
         config=config,
         seconds=time.perf_counter() - started,
+        decision=decision,
+        warnings=warnings,
     )

@@ -93,6 +93,19 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def predict_rows(result: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(image, class at the decision threshold, top-K) rows for a PredictResult.to_dict()."""
+    return [(p["path"], p["class"], ", ".join(f"{t['label']} {t['probability']:.4f}" for t in p["top"]))
+            for p in result["predictions"]]
+
+
+def decision_text(result: dict[str, Any]) -> str:
+    """'threshold 0.44 (model metadata)' for an evaluate, check or predict result's "decision"."""
+    from .decision import Decision
+
+    return Decision.from_dict(result["decision"]).describe()
+
+
 def parity_rows(parity: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(metric, reference, candidate, delta) rows for a ParityResult.to_dict()."""
     rows = []
@@ -157,7 +170,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     result = evaluate(Path(args.model), Path(args.data), config)
     m = result.metrics
     print(f"{args.model}: {m['n']} samples, {result.runtime}, outputs {result.output_kind}, "
-          f"threshold {m['threshold']}, positive {m['positive_class']}")
+          f"{result.decision.describe()}, positive {m['positive_class']}")
     for skipped in result.data["skipped"]:
         print(f"skipped {skipped['reason']}", file=sys.stderr)
     print(format_table(("metric", "value", "95% CI"), metric_rows(m)))
@@ -174,10 +187,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     config = _evaluate_config(args)
     probe_models(Path(args.model), runtime=config.runtime)
-    result = predict_images(Path(args.model), [Path(p) for p in args.images], config, args.top)
-    rows = [(path, ", ".join(f"{label} {p:.4f}" for label, p in top)) for path, top in zip(result.paths, result.top)]
-    print(format_table(("image", f"top {args.top}"), rows))
-    _write_json(args.json, result.to_dict())
+    result = predict_images(Path(args.model), [Path(p) for p in args.images], config, args.top).to_dict()
+    print(f"{args.model}: {decision_text(result)}")
+    print(format_table(("image", "class", f"top {args.top}"), predict_rows(result)))
+    _write_json(args.json, result)
     return 0
 
 
@@ -206,6 +219,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     config = _evaluate_config(args)
     probe_models(Path(args.candidate), Path(args.reference), runtime=config.runtime)
     result = check(Path(args.candidate), Path(args.reference), Path(args.data), config, tolerances)
+    print(f"{args.candidate} vs {args.reference}: {result.parity.n} samples, {result.runtime}, {result.decision.describe()}")
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     print(format_table(("metric", "reference", "candidate", "delta"), parity_rows(result.parity.to_dict())))
     _write_json(args.json, result.to_dict())
     if not result.passed:
@@ -244,7 +260,8 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", help="labels file (one per line) or NAME,NAME,...")
     p.add_argument("--batch-size", type=int, default=None, help="images per invoke (default 8)")
     p.add_argument("--workers", type=int, default=1, help="interpreters run in parallel threads")
-    p.add_argument("--threshold", type=float, help="binary: P(positive) at or above it is positive (default 0.5)")
+    p.add_argument("--threshold", type=float,
+                   help="binary: P(positive) at or above it is positive (default: the model's recorded one, else 0.5)")
     p.add_argument("--positive-class", help="binary: the positive class (default: the second label)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the 95%% CIs (0: none)")
     p.add_argument("--seed", type=int, default=0)

@@ -18,6 +18,7 @@ import numpy as np
 
 from .classifier import OUTPUT_KINDS, TfliteClassifier
 from .configs import JsonConfig, check_threads
+from .decision import Decision, decide
 from .errors import InputDataError, UsageError
 from .files import atomic_write_bytes, atomic_write_json, file_facts
 from .images import load_folder
@@ -33,7 +34,9 @@ PREDICTIONS_NAME = "predictions.npz"
 
 @dataclass(frozen=True)
 class EvaluateConfig(JsonConfig):
-    """How to run and score a model. `size`/`mean`/`std`/`labels` override what is found beside the model.
+    """How to run and score a model. `size`/`mean`/`std`/`labels`/`threshold` override what is found with the model.
+
+    `threshold` None: the threshold recorded with the model (its metadata, record.json), else 0.5.
 
     `workers` > 1 runs that many interpreters in threads, each on a slice of the data (the
     interpreter releases the GIL while it invokes); `threads` is per interpreter.
@@ -171,7 +174,7 @@ def resolve_model_info(model_path: Path, config: EvaluateConfig, classifier: Tfl
         ModelLoadError: the files beside the model are unreadable or disagree.
     """
     info = load_model_info(model_path, config.preprocessing_overrides(), config.labels,
-                           need_preprocessing=need_preprocessing)
+                           need_preprocessing=need_preprocessing, threshold=config.threshold)
     check_class_count(info, classifier.num_classes, model_path)
     size = classifier.input_shape[0]
     if need_preprocessing and info.preprocessing is not None and info.preprocessing.size != size:
@@ -195,6 +198,15 @@ def positive_index(info: ModelInfo, config: EvaluateConfig) -> int | None:
     return info.labels.index(config.positive_class)
 
 
+def decision_for(info: ModelInfo, config: EvaluateConfig) -> Decision:
+    """The threshold to decide at: --threshold, else the model's recorded one, else 0.5 (argmax for > 2 classes).
+
+    Raises:
+        UsageError: see `mdx.runtime.decision.decide`.
+    """
+    return decide(info.decision, info.labels, positive_index(info, config))
+
+
 @dataclass(frozen=True, eq=False)
 class EvaluationResult:
     """Metrics of one model on one data set, with the model's hash, the runtime, and the probabilities."""
@@ -207,6 +219,7 @@ class EvaluationResult:
     metrics: dict[str, Any]
     output_kind: str
     seconds: float
+    decision: Decision
     machine: dict[str, Any] = field(default_factory=machine_facts)
     probs: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32), repr=False)
     labels: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
@@ -221,6 +234,7 @@ class EvaluationResult:
             "model_info": self.model_info.to_dict(),
             "config": self.config.to_dict(),
             "outputs": self.output_kind,
+            "decision": self.decision.to_dict(),
             "metrics": self.metrics,
             "inference_seconds": round(self.seconds, 4),
             "machine": self.machine,
@@ -254,12 +268,13 @@ def evaluate(model_path: Path, data: Path, config: EvaluateConfig = EvaluateConf
     model_path = validate_model_file(model_path)
     classifier = config.classifier(model_path)
     info = resolve_model_info(model_path, config, classifier, need_preprocessing=not is_npz(data))
+    decision = decision_for(info, config)
     dataset = load_data(data, info, skip_unreadable=config.skip_unreadable)
     started = time.perf_counter()
     probs = predict_parallel(classifier, dataset.inputs, config)
     seconds = time.perf_counter() - started
-    metrics = classification_metrics(dataset.labels, probs, info.labels, config.threshold,
-                                     positive_index(info, config), config.n_boot, config.seed)
+    metrics = classification_metrics(dataset.labels, probs, info.labels, decision.threshold,
+                                     decision.positive_index, config.n_boot, config.seed)
     return EvaluationResult(
         model={**file_facts(model_path), **classifier.describe()},
         runtime=classifier.runtime,
@@ -269,6 +284,7 @@ def evaluate(model_path: Path, data: Path, config: EvaluateConfig = EvaluateConf
         metrics=metrics,
         output_kind=str(classifier.output_kind),
         seconds=seconds,
+        decision=decision,
         probs=probs,
         labels=dataset.labels,
         paths=dataset.paths,

@@ -1,41 +1,52 @@
-"""What a model needs besides its weights: the preprocessing that makes its inputs, and its class labels.
+"""What a model needs besides its weights: the preprocessing that makes its inputs, its class labels,
+and (two classes) the decision threshold chosen in training.
 
 Contract with the convert stage: each variant folder holds `model.tflite`, `labels.txt` (one label per
-line) and `record.json` with `"preprocessing": {"size", "mean", "std"}` and `"labels": [...]`. They are
-read from beside the model. Explicit arguments win over anything found; the sources found must agree
-with each other; and when nothing is found the user is told which options to pass. Nothing is guessed.
+line) and `record.json` with `"preprocessing": {"size", "mean", "std"}`, `"labels": [...]` and
+`"threshold"`, `"threshold_rule"`; the .tflite embeds the same as metadata. They are read from inside
+and beside the model. Explicit arguments win over anything found; the sources found must agree with
+each other; and when nothing is found the user is told which options to pass (a missing threshold is
+not an error: 0.5 is the default). Nothing is guessed.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .decision import OVERRIDE, Decision, is_probability, parse_recorded
 from .errors import ModelLoadError, UsageError
 from .preprocess import Preprocessing
 from .tflite_metadata import read_metadata
 
 RECORD_NAME = "record.json"
 LABELS_NAME = "labels.txt"
+EMBEDDED = "model metadata"
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Preprocessing (None only when not required), class labels, and where each came from."""
+    """Preprocessing (None only when not required), class labels, and where each came from.
+
+    `decision` is the threshold passed or recorded with the model (its `source` says which), None when
+    neither gives one; `mdx.runtime.decision.decide` turns it into the one to apply.
+    """
 
     preprocessing: Preprocessing | None
     labels: tuple[str, ...]
     source: str
     labels_source: str = ""
+    decision: Decision | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "preprocessing": None if self.preprocessing is None else self.preprocessing.to_dict(),
             "labels": list(self.labels),
             "source": self.source,
+            "decision": None if self.decision is None else self.decision.to_dict(),
         }
 
 
@@ -65,7 +76,7 @@ def _check_labels(labels: Sequence[str], where: str) -> tuple[str, ...]:
 def read_embedded_metadata(model_path: Path) -> dict[str, Any] | None:
     """Preprocessing and labels stored inside the .tflite (TFLite metadata, as MediaPipe reads it), or None.
 
-    Returns {"preprocessing": {"size", "mean", "std"}, "labels": [...]} with either key optional.
+    Returns {"preprocessing": {"size", "mean", "std"}, "labels": [...], "decision": {...}}, each key optional.
 
     Raises:
         ModelLoadError: the metadata is corrupt or names a labels file the model lacks.
@@ -89,37 +100,76 @@ def _read_record(path: Path) -> dict[str, Any] | None:
 
 
 def _found_sources(model_path: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(source name, {"preprocessing"?, "labels"?}) for every source beside or inside the model."""
+    """(source name, {"preprocessing"?, "labels"?, "decision"?}) for every source beside or inside the model."""
     folder = Path(model_path).parent
     found: list[tuple[str, dict[str, Any]]] = []
     embedded = read_embedded_metadata(model_path)
     if embedded:
-        found.append(("model metadata", embedded))
+        found.append((EMBEDDED, embedded))
     record = _read_record(folder / RECORD_NAME)
     if record is not None:
-        found.append((str(folder / RECORD_NAME), {k: record[k] for k in ("preprocessing", "labels") if k in record}))
+        data = {k: record[k] for k in ("preprocessing", "labels") if k in record}
+        if record.get("threshold") is not None:  # train and convert records: a threshold on P(labels[1])
+            data["decision"] = {"threshold": record["threshold"], "positive_index": 1, "rule": record.get("threshold_rule")}
+        found.append((str(folder / RECORD_NAME), data))
     if (folder / LABELS_NAME).is_file():
         found.append((str(folder / LABELS_NAME), {"labels": read_labels_file(folder / LABELS_NAME)}))
     return found
 
 
-def _agreed(found: list[tuple[str, dict[str, Any]]], key: str, parse) -> tuple[Any, str] | None:
+# what each agreed key is called in a disagreement, and the option that settles it
+_DIFFER = {"labels": ("labels", "--labels"), "preprocessing": ("preprocessing", "--size/--mean/--std"),
+           "decision": ("thresholds", "--threshold")}
+
+
+def _agreed(found: list[tuple[str, dict[str, Any]]], key: str, parse, model_path: Path) -> tuple[Any, str] | None:
     """The value of `key` that every source holding it agrees on, with its source(s); None if none holds it."""
-    values = [(source, parse(data[key], source)) for source, data in found if data.get(key) is not None]
+    values = [(source, parse(data[key], _file(source, model_path))) for source, data in found if data.get(key) is not None]
     if not values:
         return None
     first_source, first = values[0]
+    what, option = _DIFFER[key]
     for source, value in values[1:]:
         if value != first:
             raise ModelLoadError(
-                f"{key} differ: {first_source} says {_show(first)}, {source} says {_show(value)}; "
-                f"fix the stale one, or pass --{'labels' if key == 'labels' else 'size/--mean/--std'} explicitly"
+                f"{what} differ: {_file(first_source, model_path)} says {_show(first)}, {_file(source, model_path)} "
+                f"says {_show(value)}; fix the stale one (rerun mdx convert --overwrite), or pass {option} explicitly"
             )
     return first, " + ".join(source for source, _ in values)
 
 
+def _file(source: str, model_path: Path) -> str:
+    """A source (or "A + B") as an error names it: the metadata by its model file."""
+    return " + ".join(f"{model_path} (metadata)" if one == EMBEDDED else one for one in source.split(" + "))
+
+
 def _show(value: Any) -> str:
+    if isinstance(value, Decision):
+        return f"{value.threshold:g}" + ("" if value.positive_index == 1 else f" on class {value.positive_index}")
     return str(value.to_dict()) if isinstance(value, Preprocessing) else str(list(value))
+
+
+def _parse_decision(data: Any, source: str) -> Decision:
+    return parse_recorded(data, source, "rerun mdx convert --overwrite to rewrite it, or pass --threshold")
+
+
+def _resolve_decision(found: list[tuple[str, dict[str, Any]]], threshold: float | None, labels: tuple[str, ...],
+                      model_path: Path) -> Decision | None:
+    """--threshold, else the threshold every source beside or inside the model agrees on, else None."""
+    if threshold is not None:
+        if not is_probability(threshold):
+            raise UsageError(f"--threshold {threshold!r} is invalid; expected a probability in [0, 1]")
+        return Decision(float(threshold), 1, OVERRIDE)
+    agreed = _agreed(found, "decision", _parse_decision, model_path)
+    if agreed is None:
+        return None
+    decision, where = agreed
+    if len(labels) != 2:
+        raise ModelLoadError(
+            f"{_file(where, model_path)}: threshold {decision.threshold:g} is recorded for the {len(labels)} classes "
+            f"{list(labels)}, but a threshold decides between 2 classes only (argmax is used): rerun mdx convert --overwrite"
+        )
+    return replace(decision, source=where)
 
 
 def _parse_preprocessing(data: Any, source: str) -> Preprocessing:
@@ -137,8 +187,9 @@ def load_model_info(
     labels: Sequence[str] | None = None,
     *,
     need_preprocessing: bool = True,
+    threshold: float | None = None,
 ) -> ModelInfo:
-    """Preprocessing and labels for `model_path`: explicit arguments, else what is found beside or in it.
+    """Preprocessing, labels and threshold for `model_path`: explicit arguments, else what is found beside or in it.
 
     Args:
         model_path: the model (.tflite, or any model file whose folder follows the contract).
@@ -147,10 +198,12 @@ def load_model_info(
         labels: class labels (win over labels.txt / record.json).
         need_preprocessing: False when the inputs are already preprocessed (an .npz); then a missing
             preprocessing is None instead of an error.
+        threshold: the binary decision threshold (wins over the model metadata and record.json).
 
     Raises:
         UsageError: nothing gives the preprocessing (or the labels); names the options to pass.
-        ModelLoadError: a sidecar file is unreadable, or two sources disagree.
+        ModelLoadError: a sidecar file is unreadable, two sources disagree, or a recorded threshold is
+            out of [0, 1] or belongs to more than 2 classes.
     """
     found = _found_sources(Path(model_path))
     sources: list[str] = []
@@ -158,7 +211,7 @@ def load_model_info(
         label_tuple = _check_labels(labels, "--labels")
         labels_source = "arguments"
     else:
-        agreed = _agreed(found, "labels", lambda v, s: _check_labels(v, s))
+        agreed = _agreed(found, "labels", lambda v, s: _check_labels(v, s), model_path)
         if agreed is None:
             raise UsageError(
                 f"no labels for {model_path}: no {LABELS_NAME} or {RECORD_NAME} beside it; "
@@ -172,7 +225,7 @@ def load_model_info(
         sources.append("preprocessing: arguments")
     else:
         overrides = {k: v for k, v in dict(preprocessing or {}).items() if v is not None}
-        agreed = _agreed(found, "preprocessing", _parse_preprocessing)
+        agreed = _agreed(found, "preprocessing", _parse_preprocessing, model_path)
         if agreed is not None:
             base, where = agreed
             resolved = Preprocessing.from_dict({**base.to_dict(), **overrides})
@@ -188,7 +241,11 @@ def load_model_info(
             )
         else:
             resolved = None
-    return ModelInfo(preprocessing=resolved, labels=label_tuple, source="; ".join(sources), labels_source=labels_source)
+    decision = _resolve_decision(found, threshold, label_tuple, Path(model_path))
+    if decision is not None:
+        sources.append(f"threshold: {decision.source}")
+    return ModelInfo(preprocessing=resolved, labels=label_tuple, source="; ".join(sources), labels_source=labels_source,
+                     decision=decision)
 
 
 def check_class_count(info: ModelInfo, num_classes: int, model_path: Path) -> None:

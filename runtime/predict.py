@@ -1,4 +1,5 @@
-"""Top-K classes for individual images: decode, preprocess, run, rank."""
+"""Top-K classes for individual images: decode, preprocess, run, rank; and each image's class at the decision
+threshold (the model's recorded one unless --threshold is given), as evaluate and the app decide."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 
 import numpy as np
 
+from .decision import Decision
 from .errors import InputDataError, UsageError
-from .evaluate import EvaluateConfig, resolve_model_info
+from .evaluate import EvaluateConfig, decision_for, resolve_model_info
 from .images import load_image
 from .interpreter import RuntimeInfo, validate_model_file
 from .preprocess import Preprocessing
@@ -42,24 +44,32 @@ def top_k(probs: np.ndarray, labels: Sequence[str], k: int) -> list[list[tuple[s
 
 @dataclass(frozen=True)
 class PredictResult:
-    """Per image: its path and top-K (label, probability)."""
+    """Per image: its path, top-K (label, probability), and its class under `decision`."""
 
     model: str
     runtime: RuntimeInfo | None
     labels: tuple[str, ...]
     paths: tuple[str, ...]
     top: tuple[tuple[tuple[str, float], ...], ...]
+    classes: tuple[str, ...]
+    decision: Decision
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
             "runtime": None if self.runtime is None else self.runtime.to_dict(),
             "labels": list(self.labels),
+            "decision": self.decision.to_dict(),
             "predictions": [
-                {"path": path, "top": [{"label": label, "probability": p} for label, p in top]}
-                for path, top in zip(self.paths, self.top)
+                {"path": path, "class": cls, "top": [{"label": label, "probability": p} for label, p in top]}
+                for path, cls, top in zip(self.paths, self.classes, self.top)
             ],
         }
+
+
+def decided_classes(probs: np.ndarray, labels: Sequence[str], decision: Decision) -> tuple[str, ...]:
+    """Each row's class name under `decision` (at a threshold other than 0.5 it may differ from the top-1)."""
+    return tuple(labels[i] for i in decision.classes(probs))
 
 
 def predict_images(model_path: Path, images: Sequence[Path], config: EvaluateConfig = EvaluateConfig(), k: int = 1) -> PredictResult:
@@ -72,6 +82,7 @@ def predict_images(model_path: Path, images: Sequence[Path], config: EvaluateCon
     model_path = validate_model_file(model_path)
     classifier = config.classifier(model_path)
     info = resolve_model_info(model_path, config, classifier)
+    decision = decision_for(info, config)
     preprocessing = info.preprocessing
     if preprocessing is None:  # resolve_model_info requires it for image data; this narrows the type
         raise UsageError("no preprocessing; pass --size, --mean and --std")
@@ -80,4 +91,5 @@ def predict_images(model_path: Path, images: Sequence[Path], config: EvaluateCon
     return PredictResult(
         model=str(model_path), runtime=classifier.runtime, labels=info.labels,
         paths=tuple(str(p) for p in images), top=tuple(tuple(r) for r in rows),
+        classes=decided_classes(probs, info.labels, decision), decision=decision,
     )

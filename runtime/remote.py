@@ -155,9 +155,13 @@ def check_remote(candidate: Path, reference: Path, data: Path, check_args: list[
     if not data.exists():
         raise InputDataError(f"{data}: no such file or folder; pass a folder of class folders or an .npz")
     data_name = "data.npz" if data.is_file() else "data"
-    files = {**_model_files(candidate, "candidate"), **_model_files(reference, "reference"), data_name: data}
+    models = {**_model_files(candidate, "candidate"), **_model_files(reference, "reference")}
     args = ["check", f"candidate/{REMOTE_MODEL}", data_name, "--reference", f"reference/{REMOTE_MODEL}", *check_args]
-    result, _, remote = _harness_on_host(files, args, config, accept=(0, ToleranceError.exit_code))
+    result, _, remote = _harness_on_host({**models, data_name: data}, args, config, accept=(0, ToleranceError.exit_code))
+    # the threshold's source and the warnings name the board's copies (candidate/record.json): say which files here
+    for name, path in models.items():
+        result["decision"]["source"] = result["decision"]["source"].replace(name, str(path))
+        result["warnings"] = [warning.replace(name, str(path)) for warning in result["warnings"]]
     result["remote"] = remote
     return result
 

@@ -1,7 +1,10 @@
-"""Read the labels and input normalization embedded in a .tflite (TFLite metadata), without TensorFlow.
+"""Read the labels, input normalization and decision threshold embedded in a .tflite, without TensorFlow.
 
 The metadata is a `ModelMetadata` flatbuffer (metadata_schema.fbs, identifier "M001") in the model
 buffer named "TFLITE_METADATA"; the labels file it names is in a zip archive appended to the model.
+The decision threshold has no place in that schema, so mdx keeps it in a second named entry of
+`Model.metadata`, "mdx_decision": a small UTF-8 JSON object {"threshold", "positive_index", "rule"}
+that MediaPipe and the interpreters ignore, as they ignore the converter's own "min_runtime_version".
 This reader walks only the fields it needs, so it runs wherever the runtime does (no TensorFlow,
 no `flatbuffers` package). Field numbers follow schema.fbs and metadata_schema.fbs; a union takes two
 slots (its type, then its value).
@@ -10,6 +13,7 @@ slots (its type, then its value).
 from __future__ import annotations
 
 import io
+import json
 import struct
 import zipfile
 from pathlib import Path
@@ -19,15 +23,16 @@ from .errors import ModelLoadError
 from .flatbuffer_table import FlatTable, root_table
 
 METADATA_NAME = "TFLITE_METADATA"
+DECISION_NAME = "mdx_decision"
 _IMAGE_PROPERTIES, _NORMALIZATION_OPTIONS, _TENSOR_AXIS_LABELS = 2, 1, 2
 
 
-def _metadata_buffer(model: bytes) -> bytes | None:
-    """The bytes of the "TFLITE_METADATA" buffer of a TFLite model, or None."""
+def _named_buffer(model: bytes, name: str) -> bytes | None:
+    """The bytes of the buffer that the `Model.metadata` entry `name` points at, or None."""
     root = root_table(model)
     buffers = root.tables(4)  # Model: ..., buffers 4, metadata_buffer 5, metadata 6
     for entry in root.tables(6):  # Metadata: name 0, buffer 1
-        if entry.string(0) == METADATA_NAME:
+        if entry.string(0) == name:
             buffer = buffers[entry.scalar(1, "I", 0)]  # Buffer: data 0, offset 1, size 2
             offset, size = buffer.scalar(1, "Q", 0), buffer.scalar(2, "Q", 0)
             if offset > 1:  # stored after the flatbuffer (models over 2 GB)
@@ -56,9 +61,11 @@ def _labels(model: bytes, name: str, where: str) -> list[str]:
 
 
 def read_metadata(path: Path) -> dict[str, Any] | None:
-    """{"preprocessing": {"size", "mean", "std"}, "labels": [...]} from the model's metadata, or None.
+    """{"preprocessing": {"size", "mean", "std"}, "labels": [...], "decision": {...}} from the model, or None.
 
-    Either key is left out when the metadata lacks it; None when the model has no TFLite metadata.
+    Each key is left out when the model lacks it; None when the model carries none of them. "decision"
+    is the "mdx_decision" JSON object as stored (its values are checked by the caller, which knows
+    the model's classes).
 
     Raises:
         ModelLoadError: the metadata is corrupt, or names a labels file the model does not carry.
@@ -67,25 +74,46 @@ def read_metadata(path: Path) -> dict[str, Any] | None:
     if len(model) < 8 or model[4:8] != b"TFL3":
         return None  # not a flatbuffer .tflite: the interpreter will say so with its own message
     try:
-        buffer = _metadata_buffer(model)
-        if buffer is None:
-            return None
-        meta = root_table(buffer)
-        subgraphs = meta.tables(3)  # ModelMetadata: subgraph_metadata 3
-        if not subgraphs:
-            return None
         found: dict[str, Any] = {}
-        inputs, outputs = subgraphs[0].tables(2), subgraphs[0].tables(3)  # input / output tensor metadata
-        if inputs:
-            found.update(_normalization(inputs[0], model))
-        if outputs:
-            for file in outputs[0].tables(6):  # AssociatedFile: name 0, description 1, type 2
-                if file.scalar(2, "b", 0) == _TENSOR_AXIS_LABELS and file.string(0):
-                    found["labels"] = _labels(model, file.string(0) or "", str(path))
-                    break
+        buffer = _named_buffer(model, METADATA_NAME)
+        if buffer is not None:
+            found.update(_model_metadata(buffer, model, str(path)))
+        decision = _named_buffer(model, DECISION_NAME)
+        if decision is not None:
+            found["decision"] = _decision(decision, str(path))
         return found or None
     except (struct.error, IndexError) as exc:
         raise ModelLoadError(f"{path}: its TFLite metadata is truncated or corrupt ({exc}); reconvert it") from None
+
+
+def _model_metadata(buffer: bytes, model: bytes, where: str) -> dict[str, Any]:
+    """Preprocessing and labels from the ModelMetadata flatbuffer, each key only when present."""
+    meta = root_table(buffer)
+    subgraphs = meta.tables(3)  # ModelMetadata: subgraph_metadata 3
+    if not subgraphs:
+        return {}
+    found: dict[str, Any] = {}
+    inputs, outputs = subgraphs[0].tables(2), subgraphs[0].tables(3)  # input / output tensor metadata
+    if inputs:
+        found.update(_normalization(inputs[0], model))
+    if outputs:
+        for file in outputs[0].tables(6):  # AssociatedFile: name 0, description 1, type 2
+            if file.scalar(2, "b", 0) == _TENSOR_AXIS_LABELS and file.string(0):
+                found["labels"] = _labels(model, file.string(0) or "", where)
+                break
+    return found
+
+
+def _decision(buffer: bytes, where: str) -> dict[str, Any]:
+    try:
+        decision = json.loads(buffer.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelLoadError(f"{where}: its {DECISION_NAME} metadata is not valid JSON ({exc}); "
+                             "reconvert it with mdx convert") from None
+    if not isinstance(decision, dict):
+        raise ModelLoadError(f"{where}: its {DECISION_NAME} metadata is {decision!r}, not a JSON object; "
+                             "reconvert it with mdx convert")
+    return decision
 
 
 def _normalization(tensor: FlatTable, model: bytes) -> dict[str, Any]:

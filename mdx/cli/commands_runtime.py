@@ -13,15 +13,16 @@ from typing import Any
 
 import typer
 from rich import box
-from rich.table import Table
+from rich.table import Column, Table
 
 from mdx.cli.app import app, log, out
 from mdx.errors import ConfigError, MdxError, ParityError
 
 RUNTIME_HELP = "Interpreter: auto (ai-edge-litert, then tflite-runtime, then tensorflow.lite), litert, tflite-runtime or tf."
+THRESHOLD_HELP = "Binary: P(positive) at or above it is positive (default: the model's recorded threshold, else 0.5)."
 
 
-def _print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def _print_table(title: str, headers: Sequence[str | Column], rows: Sequence[Sequence[str]]) -> None:
     """The title on its own line (a long rich title would widen every column), then the table."""
     table = Table(*headers, box=box.SIMPLE_HEAD)
     for row in rows:
@@ -88,7 +89,7 @@ def evaluate_command(
     mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
     std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
     labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
-    threshold: float | None = typer.Option(None, help="Binary: P(positive) at or above it is positive (default 0.5)."),
+    threshold: float | None = typer.Option(None, help=THRESHOLD_HELP),
     positive_class: str | None = typer.Option(None, help="Binary: the positive class (default: the second label)."),
     n_boot: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs (0: none)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
@@ -104,7 +105,7 @@ def evaluate_command(
     m = result.metrics
     for skipped in result.data["skipped"]:
         log(f"skipped {skipped['reason']}")
-    title = (f"{model.name}: {m['n']} samples, {result.runtime}, threshold {m['threshold']}, "
+    title = (f"{model.name}: {m['n']} samples, {result.runtime}, {result.decision.describe()}, "
              f"positive {m['positive_class']}")
     _print_table(title, ("metric", "value", "95% CI"), metric_rows(m))
     out.print(f"confusion matrix (rows true, columns predicted; {', '.join(m['classes'])}): {m['confusion_matrix']}")
@@ -117,35 +118,44 @@ def predict_command(
     images: list[Path] = typer.Argument(..., help="Image files."),
     labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
     top: int = typer.Option(1, help="How many classes to show per image."),
+    threshold: float | None = typer.Option(None, help=THRESHOLD_HELP),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),
     size: int | None = typer.Option(None, help="Input size (default: record.json beside the model)."),
     mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
     std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the predictions as JSON here."),
 ) -> None:
-    """Top-K classes with probabilities for images, with a .tflite or .keras model."""
+    """Top-K classes with probabilities for images, and each image's class at the decision threshold."""
+    from mdx.runtime.cli import predict_rows
+    from mdx.runtime.decision import decide
     from mdx.runtime.model_info import check_class_count, load_model_info
-    from mdx.runtime.predict import PredictResult, load_inputs, predict_images, top_k
+    from mdx.runtime.predict import PredictResult, decided_classes, load_inputs, predict_images, top_k
 
-    config = _config(runtime, None, False, size, mean, std, labels)
+    config = _config(runtime, None, False, size, mean, std, labels, threshold=threshold)
     if _is_keras(model):
         top_k([[0.0]], ("",), top)  # refuse a bad --top before loading TensorFlow
         model_file, predict_proba = _keras_model(model)
-        info = load_model_info(model_file, config.preprocessing_overrides(), config.labels)
+        # the train record beside model.keras carries the threshold, as a convert record does
+        info = load_model_info(model_file, config.preprocessing_overrides(), config.labels, threshold=threshold)
         if info.preprocessing is None:  # load_model_info requires it here; this narrows the type
             raise ConfigError("no preprocessing; pass --size, --mean and --std")
+        decision = decide(info.decision, info.labels)
         probs = predict_proba(load_inputs(images, info.preprocessing))
         check_class_count(info, probs.shape[1], model_file)
         rows = top_k(probs, info.labels, top)
-        result = PredictResult(str(model), None, info.labels, tuple(str(p) for p in images), tuple(map(tuple, rows)))
+        result = PredictResult(str(model), None, info.labels, tuple(str(p) for p in images), tuple(map(tuple, rows)),
+                               decided_classes(probs, info.labels, decision), decision)
     else:
         from mdx.runtime.cli import probe_models
 
         probe_models(model, runtime=runtime)
         result = predict_images(model, images, config, top)
-    table_rows = [(path, ", ".join(f"{label} {p:.4f}" for label, p in best)) for path, best in zip(result.paths, result.top)]
-    _print_table(f"{model.name}" + (f", {result.runtime}" if result.runtime else ""), ("image", f"top {top}"), table_rows)
-    _write_json(json_out, result.to_dict())
+    title = f"{model.name}" + (f", {result.runtime}" if result.runtime else "") + f", {result.decision.describe()}"
+    payload = result.to_dict()
+    # the path folds, the decisions never wrap: a long path must not squeeze "PNEUMONIA 0.5963" over two lines
+    headers = (Column("image", overflow="fold"), Column("class", no_wrap=True), Column(f"top {top}", no_wrap=True))
+    _print_table(title, headers, predict_rows(payload))
+    _write_json(json_out, payload)
 
 
 @app.command("bench")
@@ -199,6 +209,7 @@ def check_command(
     mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
     std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
     labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
+    threshold: float | None = typer.Option(None, help=THRESHOLD_HELP + " Decides both models."),
     n_boot: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs (0: none)."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the full result as JSON here."),
     host: str | None = typer.Option(None, "--host", help="Run the check on a board over SSH (user@board): int8 "
@@ -209,12 +220,12 @@ def check_command(
 ) -> None:
     """Parity gate: a candidate model against its reference, here or on a board (--host); exits 3 when a tolerance fails."""
     from mdx.runtime.check import check
-    from mdx.runtime.cli import parity_rows, probe_models
+    from mdx.runtime.cli import decision_text, parity_rows, probe_models
     from mdx.runtime.parity import Tolerances
 
     tolerances = Tolerances(max_acc_drop_pt=max_acc_drop, max_auc_drop=max_auc_drop, min_agreement=min_agreement,
                             max_prob_diff=max_prob_diff)
-    config = _config(runtime, None, False, size, mean, std, labels, n_boot=n_boot)
+    config = _config(runtime, None, False, size, mean, std, labels, n_boot=n_boot, threshold=threshold)
     if host is not None:
         result = _check_on_host(candidate, reference, data, tolerances, config,
                                 _remote_config(host, remote_python, ssh_option, remote_timeout))
@@ -228,7 +239,9 @@ def check_command(
         where = ""
     parity = result["parity"]
     title = (f"{candidate.name} vs {reference.name}{where}: {parity['n']} samples, "
-             f"{result['runtime']['package']} {result['runtime']['version']}")
+             f"{result['runtime']['package']} {result['runtime']['version']}, {decision_text(result)}")
+    for warning in result["warnings"]:
+        log(f"warning: {warning}")
     _print_table(title, ("metric", "reference", "candidate", "delta"), parity_rows(parity))
     if parity["flips"]:
         out.print("flips (reference -> candidate): " + ", ".join(
@@ -259,7 +272,8 @@ def _check_on_host(candidate: Path, reference: Path, data: Path, tolerances: Any
             "--min-agreement", str(tolerances.min_agreement), "--runtime", config.runtime, "--n-boot", str(config.n_boot)]
     if tolerances.max_prob_diff is not None:
         args += ["--max-prob-diff", str(tolerances.max_prob_diff)]
-    for option, value in (("--size", config.size), ("--mean", config.mean), ("--std", config.std)):
+    for option, value in (("--size", config.size), ("--mean", config.mean), ("--std", config.std),
+                          ("--threshold", config.threshold)):
         if value is not None:
             args += [option, ",".join(map(str, value)) if isinstance(value, tuple) else str(value)]
     if config.labels is not None:

@@ -62,6 +62,22 @@ def test_pipeline_tiny_run_every_stage_recorded_and_hash_checked(tiny_run) -> No
     assert not list(out.rglob(".*partial*"))
 
 
+def test_pipeline_tiny_run_evaluates_at_training_threshold_as_mdx_evaluate_does(tiny_run) -> None:
+    data, out, _ = tiny_run
+    threshold = read_record(out / "train")["threshold"]
+    for variant in ("fp32", "int8"):
+        assert read_record(out / "convert" / variant)["threshold"] == threshold
+        evaluation = json.loads((out / "evaluate" / variant / "evaluation.json").read_text())
+        assert evaluation["metrics"]["threshold"] == evaluation["decision"]["threshold"] == threshold
+        assert evaluation["decision"]["source"].startswith("model metadata + ")
+    model = out / "convert" / "int8" / "model.tflite"
+    result = runner.invoke(app, ["evaluate", str(model), str(data / "test"), "--n-boot", "0"])
+    assert result.exit_code == 0, result.output
+    accuracy = json.loads((out / "summary.json").read_text())["rows"][1]["accuracy"]
+    assert re.search(rf"accuracy\s+{accuracy:.4f}", result.output), (accuracy, result.output)
+    assert f"threshold {threshold:g} (model metadata + " in result.output
+
+
 def test_pipeline_existing_run_without_overwrite_refused(tiny_run) -> None:
     data, out, _ = tiny_run
     result = runner.invoke(app, ["pipeline", str(data), "--out", str(out)])

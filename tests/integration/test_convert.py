@@ -16,11 +16,15 @@ import pytest
 from mdx.convert.compat import check_compatibility
 from mdx.convert.convert import ConvertConfig, convert
 from mdx.convert.flatbuffer import read_tflite
+from mdx.convert.source import resolve_source
 from mdx.errors import ArtifactError, CompatibilityError, ConfigError, ConversionError, DataError
 from mdx.quantize.calibration import CalibrationConfig, sample_calibration, stratified_quota
 from mdx.records import read_record, write_record
+from mdx.runtime.errors import ModelLoadError
+from mdx.runtime.evaluate import EvaluateConfig, evaluate
 from mdx.runtime.files import sha256_file
 from mdx.runtime.images import load_folder
+from mdx.runtime.model_info import load_model_info, read_embedded_metadata
 from mdx.runtime.preprocess import Preprocessing
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,6 +35,8 @@ SIZE = 32
 PRE = Preprocessing(size=SIZE, mean=(127.5,) * 3, std=(127.5,) * 3)
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int8-fallback")
 IO_DTYPE = {"fp32": "float32", "fp16": "float32", "dynamic": "float32", "int8": "int8", "int8-fallback": "float32"}
+THRESHOLD = 0.4375  # as mdx train records it for two classes; not 0.5, so a dropped threshold shows
+RULE = "Youden's J on validation, one-standard-error rule toward 0.5"
 
 
 # --- fixtures ---------------------------------------------------------------------------------
@@ -42,12 +48,12 @@ def _keras():
     return keras
 
 
-def _make_run(run: Path, model_file: Path, train_dir: Path) -> Path:
-    """A run folder as `mdx train` leaves it: train/model.keras, labels.txt, record.json."""
+def _make_run(run: Path, model_file: Path, train_dir: Path, **record: object) -> Path:
+    """A run folder as `mdx train` leaves it: train/model.keras, labels.txt, record.json (`record` adds keys)."""
     train = run / "train"
     train.mkdir(parents=True)
     shutil.copy(model_file, train / "model.keras")
-    (train / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    (train / "labels.txt").write_text("\n".join(record.get("labels", CLASSES)) + "\n")  # type: ignore[arg-type]
     write_record(
         train,
         stage="train",
@@ -57,7 +63,10 @@ def _make_run(run: Path, model_file: Path, train_dir: Path) -> Path:
         extra={
             "preprocessing": PRE.to_dict(),
             "labels": list(CLASSES),
+            "threshold": THRESHOLD,
+            "threshold_rule": RULE,
             "data": {"train_dir": str(train_dir), "test_dir": str(train_dir)},
+            **record,
         },
     )
     return run
@@ -156,6 +165,43 @@ def test_convert_all_writes_five_variant_folders_with_records(converted, tiny_ru
         assert (folder / "labels.txt").read_text().split() == list(CLASSES)
     assert read_record(converted.out / "int8")["calibration"]["per_class"] == {"NORMAL": 8, "PNEUMONIA": 8}
     assert _no_partials(converted.out)
+
+
+@pytest.mark.tf
+def test_convert_run_threshold_recorded_and_embedded_in_every_variant(converted):
+    for variant in VARIANTS:
+        record = read_record(converted.out / variant)
+        assert (record["threshold"], record["threshold_rule"]) == (THRESHOLD, RULE)
+        embedded = read_embedded_metadata(converted.out / variant / "model.tflite")
+        assert embedded["decision"] == {"threshold": THRESHOLD, "positive_index": 1, "rule": RULE}
+        assert embedded["labels"] == list(CLASSES)  # the TFLITE_METADATA entry beside it still reads
+
+
+@pytest.mark.tf
+def test_evaluate_converted_model_decides_at_run_threshold_alone_or_in_its_folder(converted, xray_subset, tmp_path):
+    model = converted.out / "int8" / "model.tflite"
+    in_folder = evaluate(model, xray_subset, EvaluateConfig(n_boot=0))
+    assert in_folder.metrics["threshold"] == THRESHOLD
+    assert in_folder.decision.source == f"model metadata + {converted.out / 'int8' / 'record.json'}"
+    alone = tmp_path / "model.tflite"  # copied to a board without its folder: the .tflite still carries it
+    shutil.copy(model, alone)
+    result = evaluate(alone, xray_subset, EvaluateConfig(n_boot=0))
+    assert result.decision.describe() == f"threshold {THRESHOLD} (model metadata)"
+    assert result.metrics["confusion_matrix"] == in_folder.metrics["confusion_matrix"]
+
+
+@pytest.mark.tf
+def test_load_model_info_metadata_and_record_thresholds_differ_refused(converted, tmp_path):
+    folder = tmp_path / "int8"
+    shutil.copytree(converted.out / "int8", folder)
+    record = json.loads((folder / "record.json").read_text())
+    record["threshold"] = 0.6
+    (folder / "record.json").write_text(json.dumps(record))
+    with pytest.raises(ModelLoadError, match=(
+            rf"^thresholds differ: {folder / 'model.tflite'} \(metadata\) says 0\.4375, {folder / 'record.json'} says 0\.6; "
+            r"fix the stale one \(rerun mdx convert --overwrite\), or pass --threshold explicitly$")):
+        load_model_info(folder / "model.tflite")
+    assert load_model_info(folder / "model.tflite", threshold=0.5).decision.source == "--threshold"
 
 
 @pytest.mark.tf
@@ -368,6 +414,18 @@ def test_convert_model_file_with_preprocessing_and_labels_writes_fp32(tiny_model
     result = convert(tiny_model, config)
     record = read_record(result.out / "fp32")
     assert record["source"]["kind"] == "model" and record["preprocessing"]["mean"] == [127.5] * 3
+    # a bare model has no validation split, so no threshold: the runtime then decides at 0.5
+    assert record["threshold"] is None and "decision" not in read_embedded_metadata(result.out / "fp32" / "model.tflite")
+
+
+@pytest.mark.parametrize("threshold, labels", [(1.5, CLASSES), ("0.4", CLASSES), (0.4, ("A", "B", "C"))])
+def test_resolve_source_run_threshold_invalid_or_multiclass_raises_artifact_error(tmp_path, threshold, labels):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"not loaded: the record is checked first")
+    run = _make_run(tmp_path / "run", model, tmp_path, threshold=threshold, labels=list(labels))
+    with pytest.raises(ArtifactError, match=rf"train/record\.json: threshold {threshold!r} is invalid for the "
+                                            rf"{len(labels)} classes .*expected a probability in \[0, 1\] and 2 classes: rerun mdx train"):
+        resolve_source(run, preprocessing=None, labels_file=None, calibration_dir=None, needs_calibration=False, given={})
 
 
 def test_convert_run_with_model_file_options_raises_config_error(tmp_path):

@@ -1,4 +1,5 @@
-"""Labels and normalization embedded in every variant, read back by the harness and by MediaPipe.
+"""Labels, normalization and the decision threshold embedded in every variant, read back by the harness
+and by MediaPipe (which must still load a model that carries the second, "mdx_decision" entry).
 
 The MediaPipe tests are opt-in: MediaPipe cannot live in the main environment, so they run its
 ImageClassifier in a separate venv (default .venv-mediapipe, built by .ci/install-side-runtimes.sh,
@@ -29,6 +30,7 @@ pytestmark = pytest.mark.tf
 SIZE = 32
 CLASSES = ("NORMAL", "PNEUMONIA")
 PRE = Preprocessing(size=SIZE, mean=(127.5,) * 3, std=(127.5,) * 3)
+THRESHOLD, RULE = 0.45, "Youden's J on validation, one-standard-error rule toward 0.5"
 MEDIAPIPE_VENV = Path(__file__).resolve().parents[2] / ".venv-mediapipe"
 CLASSIFY = """
 import json, sys
@@ -80,8 +82,8 @@ def converted(tmp_path_factory, xray_subset) -> SimpleNamespace:
     model.save(run / "train" / "model.keras")
     (run / "train" / "labels.txt").write_text("\n".join(CLASSES) + "\n")
     write_record(run / "train", stage="train", config={}, inputs=[], outputs=[run / "train" / "model.keras"],
-                 extra={"preprocessing": PRE.to_dict(), "labels": list(CLASSES),
-                        "data": {"train_dir": str(train)}})
+                 extra={"preprocessing": PRE.to_dict(), "labels": list(CLASSES), "threshold": THRESHOLD,
+                        "threshold_rule": RULE, "data": {"train_dir": str(train)}})
     convert(run, ConvertConfig(variants=("fp16", "int8")))  # calibrates on all 20 images
     convert(run, ConvertConfig(variants=("int8",), io="uint8", out=root / "uint8"))
     xrays = images[[i for i, path in enumerate(paths) if not path.name.startswith("flat")][::2]]
@@ -96,15 +98,16 @@ def converted(tmp_path_factory, xray_subset) -> SimpleNamespace:
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
 def test_read_embedded_metadata_converted_variant_returns_labels_and_normalization(converted, variant):
     found = read_embedded_metadata(converted.out / variant / "model.tflite")
-    assert found == {"preprocessing": {"size": SIZE, "mean": [127.5] * 3, "std": [127.5] * 3}, "labels": list(CLASSES)}
+    assert found == {"preprocessing": {"size": SIZE, "mean": [127.5] * 3, "std": [127.5] * 3}, "labels": list(CLASSES),
+                     "decision": {"threshold": THRESHOLD, "positive_index": 1, "rule": RULE}}
 
 
 def test_load_model_info_model_alone_takes_preprocessing_and_labels_from_metadata(converted, tmp_path):
     alone = tmp_path / "model.tflite"  # no record.json, no labels.txt beside it
     alone.write_bytes((converted.out / "int8" / "model.tflite").read_bytes())
     info = load_model_info(alone)
-    assert info.labels == CLASSES and info.preprocessing == PRE
-    assert info.source == "labels: model metadata; preprocessing: model metadata"
+    assert info.labels == CLASSES and info.preprocessing == PRE and info.decision.threshold == THRESHOLD
+    assert info.source == "labels: model metadata; preprocessing: model metadata; threshold: model metadata"
 
 
 def test_read_embedded_metadata_labels_archive_cut_off_raises_model_load_error(converted, tmp_path):

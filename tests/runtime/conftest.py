@@ -3,6 +3,7 @@ handful of real chest X-rays."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -64,3 +65,15 @@ def variant(tmp_path: Path):
         return folder / "model.tflite"
 
     return make
+
+
+@pytest.fixture
+def add_to_record():
+    """add_to_record(model, threshold=0.44, ...) adds keys to the record.json beside a `variant` copy; returns its path."""
+
+    def add(model: Path, **keys) -> Path:
+        path = model.parent / "record.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **keys}))
+        return path
+
+    return add

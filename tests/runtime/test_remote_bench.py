@@ -156,6 +156,26 @@ def test_cli_check_host_broken_candidate_exits_3_with_the_hosts_figures(sshd, mo
     assert "agreement" in result.output and "error: parity failed on 8 samples" in result.output
 
 
+def test_cli_check_host_decides_at_candidate_threshold_naming_local_files(sshd, variant, add_to_record, golden_npz,
+                                                                        tmp_path: Path) -> None:
+    candidate, reference = variant("binary_int8"), variant("binary_fp32")
+    record = add_to_record(candidate, threshold=0.55)  # at 0.55 (not 0.5) the two models part on one input
+    add_to_record(reference, threshold=0.6)
+    out = tmp_path / "check.json"
+    result = CliRunner().invoke(app, ["check", str(candidate), str(golden_npz), "--reference", str(reference),
+                                      "--json", str(out), "--min-agreement", "0.8", "--max-acc-drop", "20",
+                                      *_check_args(sshd)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(out.read_text())
+    assert saved["parity"]["agreement"] == 7 / 8
+    assert saved["decision"]["source"] == str(record)  # the board read candidate/record.json: named as here
+    assert saved["warnings"][0].startswith(f"reference {reference} records threshold 0.6")
+    assert f"threshold 0.55 ({record})" in result.output and "warning: reference" in result.output
+    again = CliRunner().invoke(app, ["check", str(candidate), str(golden_npz), "--reference", str(reference),
+                                     "--threshold", "0.5", *_check_args(sshd)])
+    assert again.exit_code == 0 and "threshold 0.5 (--threshold)" in again.output, again.output
+
+
 def test_cli_check_host_keras_reference_refused_before_ssh(model_path, golden_npz, tmp_path: Path) -> None:
     keras_file = tmp_path / "model.keras"
     keras_file.write_bytes(b"not used")
