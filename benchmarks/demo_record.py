@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     train = files["record"]
     int8 = _read(args.run / "convert" / "int8" / "record.json")
     test_dir = Path(train["data"]["test_dir"])
-    parity = check(files["models"]["int8"], files["models"]["fp32"], test_dir, EvaluateConfig(n_boot=0),
+    parity = check(files["models"]["int8"], files["models"]["fp32"], test_dir, EvaluateConfig(threshold=0.5, n_boot=0),
                    Tolerances(**ISSUE_4_GATE)).parity
     payload = {
         "command": f"make demo   (mdx pipeline data/chest_xray --out {args.run} --overwrite --input-size 128)",

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             for half in HALVES:
                 if calibration == half:
                     continue  # a model is never judged on the images it was calibrated on
-                parity = check(model, fp32, halves[half]["labelled"], EvaluateConfig(n_boot=0), gate).parity
+                parity = check(model, fp32, halves[half]["labelled"], EvaluateConfig(threshold=0.5, n_boot=0), gate).parity
                 checks[f"seed {seed}: calibrated on {calibration}, checked on {half}"] = check_figures(parity)
                 print(f"seed {seed}: calibrated on {calibration}, checked on {half}: {parity.summary()}", flush=True)
         figures[f"seed {seed}: training split calibration (default)"] = pooled(

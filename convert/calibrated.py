@@ -76,8 +76,9 @@ def load_validation(src: Source) -> Validation:
         raise ArtifactError(f"{folder}: classes {list(splits.class_names)} differ from the run's labels "
                             f"{list(src.labels)}; restore the data set the run was trained on")
     source = {"data": str(folder), "split": "val/" if splits.val_dir else f"{settings['val_fraction']} of train/",
-              "seed": int(settings["seed"]), "n": len(splits.val.labels)}
-    return Validation(src.preprocessing.normalize(splits.val.images), splits.val.labels, src.labels, source)
+              "seed": int(settings["seed"]), "n": len(splits.val.labels), "threshold": src.threshold}
+    return Validation(src.preprocessing.normalize(splits.val.images), splits.val.labels, src.labels, source,
+                      src.threshold)
 
 
 def build_calibrated(

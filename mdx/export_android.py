@@ -177,6 +177,7 @@ def _png(pixels: Any) -> bytes:
 def _model_config(variant: _Variant, config: ExportConfig, model_sha: str, model_bytes: int, actual: dict[str, Any],
                   train: dict[str, Any], golden: Any, run: Path) -> dict[str, Any]:
     binary = len(variant.labels) == 2
+    threshold, rule = _decision(variant, train)
     return {
         "format": CONFIG_FORMAT,
         "variant": config.variant.value,
@@ -189,14 +190,21 @@ def _model_config(variant: _Variant, config: ExportConfig, model_sha: str, model
         "output": {"dtype": actual["output"]["dtype"], "scale": actual["output"]["scale"],
                    "zero_point": actual["output"]["zero_point"], "columns": actual["output"]["columns"],
                    "kind": golden.output_kind},
-        "decision": {"threshold": train.get("threshold"), "positive_index": 1 if binary else None,
-                     "rule": train.get("threshold_rule") or ("0.5" if binary else "argmax")},
+        "decision": {"threshold": threshold, "positive_index": 1 if binary else None,
+                     "rule": rule or ("0.5" if binary else "argmax")},
         "sample": {"file": SAMPLE_NAME, "source": golden.sources[0], "label": variant.labels[golden.labels[0]],
                    "probabilities": [float(v) for v in golden.probabilities[0]],
                    "class_index": int(golden.classes[0])},
         # the run's name only: this file ships in the APK, and a full path would name the user's folders
         "source": {"run": run.resolve().name, "convert_record_sha256": sha256_file(variant.folder / RECORD_NAME)},
     }
+
+
+def _decision(variant: _Variant, train: dict[str, Any]) -> tuple[float | None, str | None]:
+    """The threshold and rule the model itself carries (its convert record, as mdx evaluate reads it);
+    the training record's for a conversion made before convert recorded them."""
+    source = variant.record if "threshold" in variant.record else train
+    return source.get("threshold"), source.get("threshold_rule")
 
 
 def export_android(run: Path, config: ExportConfig, *, on_log: Log | None = None) -> ExportResult:
@@ -226,7 +234,7 @@ def export_android(run: Path, config: ExportConfig, *, on_log: Log | None = None
     actual = classifier.describe()
     _check_io(variant.io, actual, variant)
     images = gold.pick_images(test_dir, variant.labels, config.golden_count)
-    golden = gold.compute_golden(classifier, variant.preprocessing, images, test_dir, train.get("threshold"))
+    golden = gold.compute_golden(classifier, variant.preprocessing, images, test_dir, _decision(variant, train)[0])
     model_sha, model_bytes = sha256_file(model), model.stat().st_size
     model_config = _model_config(variant, config, model_sha, model_bytes, actual, train, golden, run)
 

@@ -50,6 +50,7 @@ class Validation:
     labels: np.ndarray
     class_names: tuple[str, ...]
     source: dict[str, Any]
+    threshold: float | None = None  # the run's decision threshold: parity decides as the deployed model will
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,7 +250,8 @@ def auto_fallback(
                 denylist.append(entry[0])
             data = candidate(denylist)
             probs, latency = _probabilities(data, validation.inputs, folder, f"step{len(steps)}")
-            parity = compare(reference, probs, validation.labels, validation.class_names, tolerances)
+            parity = compare(reference, probs, validation.labels, validation.class_names, tolerances,
+                             threshold=validation.threshold)
             steps.append(Step(None if entry is None else entry[0], None if entry is None else entry[1],
                               None if entry is None else entry[2], len(data), latency, parity))
             if on_log is not None:

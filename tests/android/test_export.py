@@ -129,6 +129,23 @@ def test_export_recordIoDisagreesWithModel_refused(app_copy, fixture_runs, tmp_p
         export_android(run, ExportConfig(app=app_copy))
 
 
+def test_export_decision_isTheOneTheConvertedModelCarries(app_copy, fixture_runs, tmp_path, android):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(fixture_runs["main"], run)
+    path = run / "convert" / "int8" / "record.json"
+    record = json.loads(path.read_text())  # a pruned model re-chooses its threshold: its conversion records that one
+    record.update(threshold=0.3, threshold_rule="chosen again after pruning")
+    path.write_text(json.dumps(record))
+    export_android(run, ExportConfig(app=app_copy))
+    assert android.THRESHOLD != 0.3
+    assert _config(app_copy)["decision"] == {"threshold": 0.3, "positive_index": 1, "rule": "chosen again after pruning"}
+    golden = _golden(app_copy)
+    probs = np.array([i["probabilities"] for i in golden["images"]], dtype=np.float32)
+    assert [i["class_index"] for i in golden["images"]] == np.where(probs[:, 1] >= np.float32(0.3), 1, 0).tolist()
+
+
 def test_export_modelChangedSinceConvert_refused(app_copy, fixture_runs, tmp_path):
     import shutil
 

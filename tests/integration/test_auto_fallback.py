@@ -64,7 +64,7 @@ def tiny(tmp_path_factory, xray_subset) -> SimpleNamespace:
     (run / "train" / "labels.txt").write_text("\n".join(CLASSES) + "\n")
     write_record(run / "train", stage="train", config={"val_fraction": 0.5, "seed": 0, "max_images_per_class": 0},
                  inputs=[], outputs=[run / "train" / "model.keras", run / "train" / "labels.txt"],
-                 extra={"preprocessing": PRE.to_dict(), "labels": list(CLASSES),
+                 extra={"preprocessing": PRE.to_dict(), "labels": list(CLASSES), "threshold": 0.45,
                         "data": {"root": str(data), "train_dir": str(data / "train")}})
     return SimpleNamespace(run=run, model=model, data=data)
 
@@ -95,6 +95,7 @@ def test_auto_fallback_broken_layer_is_kept_float_and_recorded_with_its_cost(con
     assert last["passed"] and last["bytes_added"] > 0 and last["latency_added_ms"] is not None
     assert fallback["ranking"][0]["tensor"] == fallback["float_layers"][0]  # ranked worst by the debugger
     assert fallback["validation"]["n"] == 16 and fallback["validation"]["seed"] == 0
+    assert fallback["validation"]["threshold"] == 0.45  # the train record's
     assert any("kept in float" in s for s in record["bias_correction"]["skipped"])
 
 
@@ -121,6 +122,24 @@ def test_auto_fallback_impossible_tolerance_raises_parity_error(tiny):
     with pytest.raises(ParityError, match=r"^int8 auto-fallback: parity still fails on validation with \d+ ops"):
         auto_fallback(tiny.model, calibration, validation, reference, tolerances=never,
                       make_converter=keras_converter)
+
+
+def test_auto_fallback_decides_parity_at_the_runs_threshold(tiny):
+    from mdx.convert.keras_converter import keras_converter, tflite_bytes
+    from mdx.quantize.auto_fallback import Validation, auto_fallback
+    from mdx.quantize.calibration import sample_calibration
+    from mdx.quantize.recipes import fp32
+    from mdx.train.data import load_splits
+
+    splits = load_splits(tiny.data, size=SIZE, val_fraction=0.5, seed=0)
+    # at threshold 0 both models call every image positive: they agree on all, whatever int8 did
+    validation = Validation(PRE.normalize(splits.val.images), splits.val.labels, CLASSES, {}, threshold=0.0)
+    calibration = sample_calibration(tiny.data / "train", PRE, CLASSES).inputs[:8]
+    agree_only = Tolerances(max_acc_drop_pt=100.0, max_auc_drop=1.0, min_agreement=1.0)
+    result = auto_fallback(tiny.model, calibration, validation, tflite_bytes(tiny.model, fp32), tolerances=agree_only,
+                           make_converter=keras_converter)
+    assert len(result.steps) == 1 and result.steps[0].parity.agreement == 1.0
+    assert result.steps[0].parity.reference["threshold"] == 0.0
 
 
 def test_convert_config_auto_fallback_without_int8_raises_config_error():

@@ -60,7 +60,7 @@ def converted(trained, tmp_path_factory) -> SimpleNamespace:
 @pytest.fixture(scope="module")
 def parity(converted) -> ParityResult:
     """int8 against fp32 of the trained model on 100 unseen test X-rays per class."""
-    return check(converted.int8, converted.fp32, converted.test, EvaluateConfig(n_boot=0), ISSUE_4_GATE).parity
+    return check(converted.int8, converted.fp32, converted.test, EvaluateConfig(threshold=0.5, n_boot=0), ISSUE_4_GATE).parity
 
 
 def _accuracy(metrics: dict) -> float:
