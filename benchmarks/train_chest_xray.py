@@ -4,6 +4,7 @@ bundled ImageNet weights and (with --with-random-init) for random init, so the v
     .venv/bin/python benchmarks/train_chest_xray.py [--config benchmarks/configs/train_full.json] [--with-random-init]
     .venv/bin/python benchmarks/train_chest_xray.py --arms none    # random init alone, added to the same file
     .venv/bin/python benchmarks/train_chest_xray.py --seed 1       # another seed, kept beside seed 0's row
+    .venv/bin/python benchmarks/train_chest_xray.py --set patience=0 --set augmentation.shift=0.1 --out FILE
 
 Each arm's result keeps its own time, versions and machine; an existing result file keeps the arms
 and seeds this run does not train, so they can run in several sittings, as long as they were trained with
@@ -56,6 +57,30 @@ def _epochs(history_file: Path) -> dict:
             **{key: [round(v, 4) for v in history[key]] for key in ("val_auc", "val_loss") if key in history}}
 
 
+def _overrides(pairs: list[str]) -> dict:
+    """--set KEY=VALUE pairs as a nested dict ('augmentation.shift=0.1'); a value is JSON, else a string."""
+    nested: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"error: --set {pair!r}: expected KEY=VALUE, e.g. --set patience=0")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        *parents, leaf = key.split(".")
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = value
+    return nested
+
+
+def _merged(base: dict, overrides: dict) -> dict:
+    return {**base, **{key: _merged(base.get(key) or {}, value) if isinstance(value, dict) else value
+                       for key, value in overrides.items()}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO / "data" / "chest_xray")
@@ -68,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="Settings that replace --config's for the random-init run.")
     parser.add_argument("--seed", type=int, default=0, help="the training seed (over any in --config); a row "
                         "of another seed than 0 is kept beside seed 0's, as '<arm> seed N'")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a TrainConfig setting over --config for every arm (repeatable; "
+                        "augmentation.NAME for an augmentation), e.g. --set lr_schedule=cosine")
     parser.add_argument("--runs", type=Path, default=REPO / "runs")
     parser.add_argument("--out", type=Path, default=None, help="default: benchmarks/results/<machine>/train_chest_xray.json")
     argv = sys.argv[1:] if argv is None else argv
@@ -82,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"error: --arms {args.arms!r}: unknown arm(s) {unknown}; use bundled and/or none")
     every = {"bundled": base, "none": {**base, **json.loads(args.random_init_config.read_text()), "weights": "none"}}
+    every = {arm: _merged(values, _overrides(args.set)) for arm, values in every.items()}
     suffix = f" seed {args.seed}" if args.seed else ""
     settings = {f"{name}{suffix}": {**every[name], "seed": args.seed} for name in arms}
     out = args.out or result_path("train_chest_xray")
@@ -102,8 +131,13 @@ def main(argv: list[str] | None = None) -> int:
         if "epochs" not in row and history.is_file():
             row["epochs"] = _epochs(history)
     command = " ".join(["python benchmarks/train_chest_xray.py", *argv])
-    for name, values in settings.items():
-        config = TrainConfig.from_dict(values)
+    from mdx.errors import ConfigError
+
+    try:
+        configs = {name: TrainConfig.from_dict(values) for name, values in settings.items()}
+    except ConfigError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for name, config in configs.items():
         started = time.perf_counter()
         result = train(args.data, config, args.runs / f"bench-train-{name.replace(' ', '-')}" / "train", overwrite=True, log=print)
         results[name] = {

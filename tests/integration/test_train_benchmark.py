@@ -61,3 +61,22 @@ def test_train_benchmark_unknown_arm_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown arm.*'imagenet'.*use bundled and/or none"):
         _benchmark().main(["--arms", "bundled,imagenet", "--out", str(tmp_path / "result.json")])
     assert not (tmp_path / "result.json").exists()
+
+
+def test_train_benchmark_set_overrides_every_arm_and_nests_augmentation(tmp_path: Path, xray_subset) -> None:
+    config, out = tmp_path / "config.json", tmp_path / "result.json"
+    config.write_text(json.dumps({**TINY, "augmentation": {"zoom": 0.15, "stretch": 0.2}}))
+    assert _benchmark().main(["--data", str(xray_subset(8)), "--config", str(config), "--runs", str(tmp_path / "runs"),
+                              "--out", str(out), "--set", "dropout=0.5", "--set", "augmentation.shift=0.1"]) == 0
+    row = json.loads(out.read_text())["results"]["bundled"]
+    assert row["config"]["dropout"] == 0.5
+    augmentation = row["config"]["augmentation"]
+    assert (augmentation["zoom"], augmentation["stretch"], augmentation["shift"]) == (0.15, 0.2, 0.1)
+
+
+def test_train_benchmark_bad_set_is_refused_by_name(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match=r"unknown TrainConfig key\(s\) \['dropuot'\]"):
+        _benchmark().main(["--set", "dropuot=0.5", "--out", str(tmp_path / "result.json")])
+    with pytest.raises(SystemExit, match=r"--set 'dropout': expected KEY=VALUE"):
+        _benchmark().main(["--set", "dropout", "--out", str(tmp_path / "result.json")])
+    assert not (tmp_path / "result.json").exists()
