@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -23,6 +25,20 @@ def copy_subset(target: Path, per_class: dict[str, int], splits: tuple[str, ...]
             for image in sorted(source.iterdir())[:count]:
                 shutil.copy2(image, destination / image.name)
     return target
+
+
+@pytest.fixture(scope="session")
+def load_script() -> Callable[[Path], ModuleType]:
+    """Import a script that is not in the package (benchmarks/*.py, tests/fixtures/*.py) from its path."""
+
+    def load(path: Path) -> ModuleType:
+        spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+        assert spec is not None and spec.loader is not None, path
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
 
 
 @pytest.fixture(scope="session")

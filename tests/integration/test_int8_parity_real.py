@@ -9,7 +9,6 @@ on the 624 test X-rays it never saw, with the gate users put in CI.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import shutil
@@ -28,7 +27,6 @@ pytestmark = [pytest.mark.tf, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
 CHEST_XRAY = REPO / "data" / "chest_xray"
-ISSUE_4_GATE = Tolerances(max_acc_drop_pt=0.5, max_auc_drop=0.01, min_agreement=0.99)
 
 
 @pytest.fixture(scope="module")
@@ -58,27 +56,16 @@ def converted(trained, tmp_path_factory) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def parity(converted) -> ParityResult:
-    """int8 against fp32 of the trained model on 100 unseen test X-rays per class."""
-    return check(converted.int8, converted.fp32, converted.test, EvaluateConfig(threshold=0.5, n_boot=0), ISSUE_4_GATE).parity
-
-
-def _accuracy(metrics: dict) -> float:
-    value = metrics["accuracy"]
-    return value["value"] if isinstance(value, dict) else value
+def parity(converted, load_script) -> ParityResult:
+    """int8 against fp32 of the trained model on 100 unseen test X-rays per class, under issue 4's gate."""
+    gate = Tolerances(**load_script(REPO / "benchmarks" / "common.py").ISSUE_4_GATE)
+    return check(converted.int8, converted.fp32, converted.test, EvaluateConfig(threshold=0.5, n_boot=0), gate).parity
 
 
 def test_int8_real_xrays_float_model_worth_matching_and_agreement_at_least_95pct(parity: ParityResult) -> None:
     # Guards against a regression to plain int8 (agreement 0.954 on the full model before bias correction).
-    assert _accuracy(parity.reference) >= 0.75, f"the float model must be worth matching ({parity.reference})"
+    assert parity.reference["accuracy"]["value"] >= 0.75, f"the float model must be worth matching ({parity.reference})"
     assert parity.agreement >= 0.95, parity.summary()
-
-
-def _site_calibration_benchmark():
-    spec = importlib.util.spec_from_file_location("site_calibration", REPO / "benchmarks" / "site_calibration.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # Issue 4's gate is borderline on this model, and which side it lands on depends on the machine that
@@ -92,13 +79,13 @@ REGRESSION_BAND = Tolerances(max_acc_drop_pt=1.5, max_auc_drop=0.01, min_agreeme
 
 
 def test_int8_calibrated_on_site_images_and_on_the_training_split_stays_in_the_regression_band(
-    trained, converted, tmp_path
+    trained, converted, tmp_path, load_script
 ):
     """The test split plays the deployment site, cut in two halves by patient: int8 calibrated on all of one half's
     images, unlabelled, is judged on the other half, and the two checks are pooled over the 624 test images.
     The same run checks `mdx convert`'s default, 400 images drawn from the training split."""
     out = tmp_path / "site_calibration.json"
-    benchmark = _site_calibration_benchmark()
+    benchmark = load_script(REPO / "benchmarks" / "site_calibration.py")
     argv = [str(trained.run), "--calibration-count", "400", "--work", str(tmp_path / "work"), "--out", str(out)]
     assert benchmark.main(argv) == 0
     result = json.loads(out.read_text())

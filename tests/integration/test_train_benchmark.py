@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -17,20 +16,17 @@ TINY = {"input_size": 32, "epochs_frozen": 1, "epochs_finetune": 0, "batch_size"
 TINY_RANDOM_INIT = {"epochs_frozen": 0, "epochs_finetune": 1, "finetune_blocks": 99}
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("train_chest_xray", REPO / "benchmarks" / "train_chest_xray.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def benchmark(load_script):
+    return load_script(REPO / "benchmarks" / "train_chest_xray.py")
 
 
-def test_train_benchmark_second_sitting_keeps_first_arm_and_records_seed(tmp_path: Path, xray_subset) -> None:
+def test_train_benchmark_second_sitting_keeps_first_arm_and_records_seed(tmp_path: Path, xray_subset, benchmark) -> None:
     config, random_init, out = tmp_path / "config.json", tmp_path / "random_init.json", tmp_path / "result.json"
     config.write_text(json.dumps(TINY))
     random_init.write_text(json.dumps(TINY_RANDOM_INIT))
     common = ["--data", str(xray_subset(8)), "--config", str(config), "--random-init-config", str(random_init),
               "--runs", str(tmp_path / "runs"), "--out", str(out)]
-    benchmark = _benchmark()
 
     assert benchmark.main([*common, "--arms", "bundled"]) == 0
     first = json.loads(out.read_text())["results"]["bundled"]
@@ -57,16 +53,16 @@ def test_train_benchmark_second_sitting_keeps_first_arm_and_records_seed(tmp_pat
     assert set(json.loads(out.read_text())["results"]) == {"bundled seed 2"}
 
 
-def test_train_benchmark_unknown_arm_is_refused_by_name(tmp_path: Path) -> None:
+def test_train_benchmark_unknown_arm_is_refused_by_name(tmp_path: Path, benchmark) -> None:
     with pytest.raises(SystemExit, match="unknown arm.*'imagenet'.*use bundled and/or none"):
-        _benchmark().main(["--arms", "bundled,imagenet", "--out", str(tmp_path / "result.json")])
+        benchmark.main(["--arms", "bundled,imagenet", "--out", str(tmp_path / "result.json")])
     assert not (tmp_path / "result.json").exists()
 
 
-def test_train_benchmark_set_overrides_every_arm_and_nests_augmentation(tmp_path: Path, xray_subset) -> None:
+def test_train_benchmark_set_overrides_every_arm_and_nests_augmentation(tmp_path: Path, xray_subset, benchmark) -> None:
     config, out = tmp_path / "config.json", tmp_path / "result.json"
     config.write_text(json.dumps({**TINY, "augmentation": {"zoom": 0.15, "stretch": 0.2}}))
-    assert _benchmark().main(["--data", str(xray_subset(8)), "--config", str(config), "--runs", str(tmp_path / "runs"),
+    assert benchmark.main(["--data", str(xray_subset(8)), "--config", str(config), "--runs", str(tmp_path / "runs"),
                               "--out", str(out), "--set", "dropout=0.5", "--set", "augmentation.shift=0.1"]) == 0
     row = json.loads(out.read_text())["results"]["bundled"]
     assert row["config"]["dropout"] == 0.5
@@ -74,9 +70,9 @@ def test_train_benchmark_set_overrides_every_arm_and_nests_augmentation(tmp_path
     assert (augmentation["zoom"], augmentation["stretch"], augmentation["shift"]) == (0.15, 0.2, 0.1)
 
 
-def test_train_benchmark_bad_set_is_refused_by_name(tmp_path: Path) -> None:
+def test_train_benchmark_bad_set_is_refused_by_name(tmp_path: Path, benchmark) -> None:
     with pytest.raises(SystemExit, match=r"unknown TrainConfig key\(s\) \['dropuot'\]"):
-        _benchmark().main(["--set", "dropuot=0.5", "--out", str(tmp_path / "result.json")])
+        benchmark.main(["--set", "dropuot=0.5", "--out", str(tmp_path / "result.json")])
     with pytest.raises(SystemExit, match=r"--set 'dropout': expected KEY=VALUE"):
-        _benchmark().main(["--set", "dropout", "--out", str(tmp_path / "result.json")])
+        benchmark.main(["--set", "dropout", "--out", str(tmp_path / "result.json")])
     assert not (tmp_path / "result.json").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -16,12 +15,9 @@ SCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "make_golden_models.
 
 
 @pytest.fixture(scope="module")
-def keras_folder(tmp_path_factory: pytest.TempPathFactory, model_path) -> Path:
+def keras_folder(tmp_path_factory: pytest.TempPathFactory, model_path, load_script) -> Path:
     """binary_fp32's Keras original (same seeded build as the golden script) saved as a stage folder."""
-    spec = importlib.util.spec_from_file_location("make_golden_models", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script(SCRIPT)
     folder = tmp_path_factory.mktemp("keras_stage")
     script.build(2, softmax=True).save(folder / "model.keras")
     for name in ("labels.txt", "record.json"):
