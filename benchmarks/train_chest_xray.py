@@ -1,6 +1,9 @@
 """Full-size training on the bundled chest X-rays: test accuracy/AUC with CIs and wall time, for the
 bundled ImageNet weights and (with --with-random-init) for random init, so the value of the import is measured.
 
+The recipe (configs/train_full.json) trains a fixed schedule and keeps the mean of the weights of the
+last 4 fine-tuning epochs: validation AUC is too saturated to pick an epoch by (benchmarks/README.md).
+
     .venv/bin/python benchmarks/train_chest_xray.py [--config benchmarks/configs/train_full.json] [--with-random-init]
     .venv/bin/python benchmarks/train_chest_xray.py --arms none    # random init alone, added to the same file
     .venv/bin/python benchmarks/train_chest_xray.py --seed 1       # another seed, kept beside seed 0's row
