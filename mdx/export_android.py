@@ -23,6 +23,7 @@ from typing import Any
 from mdx.config import ConfigBase, require
 from mdx.errors import ArtifactError, ConfigError, DataError
 from mdx.records import RECORD_NAME, read_record, staged_dir, write_record
+from mdx.runtime.decision import is_probability
 from mdx.runtime.errors import UsageError
 from mdx.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text, file_facts, sha256_file
 from mdx.runtime.preprocess import Preprocessing
@@ -131,9 +132,6 @@ def _read_train(run: Path, labels: tuple[str, ...]) -> tuple[dict[str, Any], Pat
     if list(record.get("labels") or []) != list(labels):
         raise ArtifactError(f"{where} labels {record.get('labels')} differ from the converted model's {list(labels)}; "
                             "reconvert the run with --overwrite")
-    threshold = record.get("threshold")
-    if threshold is not None and (len(labels) != 2 or not 0.0 <= float(threshold) <= 1.0):
-        raise ArtifactError(f"{where} threshold {threshold!r} needs 2 classes and a value from 0 to 1; rerun mdx train")
     test_dir = (record.get("data") or {}).get("test_dir")
     if not test_dir:
         raise DataError(f"{where} names no data.test_dir; golden vectors need real test images (retrain with a test split)")
@@ -175,9 +173,9 @@ def _png(pixels: Any) -> bytes:
 
 
 def _model_config(variant: _Variant, config: ExportConfig, model_sha: str, model_bytes: int, actual: dict[str, Any],
-                  train: dict[str, Any], golden: Any, run: Path) -> dict[str, Any]:
+                  decision: tuple[float | None, str | None], golden: Any, run: Path) -> dict[str, Any]:
     binary = len(variant.labels) == 2
-    threshold, rule = _decision(variant, train)
+    threshold, rule = decision
     return {
         "format": CONFIG_FORMAT,
         "variant": config.variant.value,
@@ -200,11 +198,21 @@ def _model_config(variant: _Variant, config: ExportConfig, model_sha: str, model
     }
 
 
-def _decision(variant: _Variant, train: dict[str, Any]) -> tuple[float | None, str | None]:
+def _decision(variant: _Variant, train: dict[str, Any], run: Path) -> tuple[float | None, str | None]:
     """The threshold and rule the model itself carries (its convert record, as mdx evaluate reads it);
-    the training record's for a conversion made before convert recorded them."""
-    source = variant.record if "threshold" in variant.record else train
-    return source.get("threshold"), source.get("threshold_rule")
+    the training record's for a conversion made before convert recorded them.
+
+    Raises:
+        ArtifactError: the threshold is not a probability, or the model has more than 2 classes.
+    """
+    own = "threshold" in variant.record
+    source = variant.record if own else train
+    threshold = source.get("threshold")
+    if threshold is not None and (len(variant.labels) != 2 or not is_probability(threshold)):
+        where = variant.folder / RECORD_NAME if own else run / "train" / RECORD_NAME
+        raise ArtifactError(f"{where} threshold {threshold!r} needs 2 classes and a value from 0 to 1; "
+                            f"rerun mdx {'convert --overwrite' if own else 'train'}")
+    return threshold, source.get("threshold_rule")
 
 
 def export_android(run: Path, config: ExportConfig, *, on_log: Log | None = None) -> ExportResult:
@@ -234,9 +242,10 @@ def export_android(run: Path, config: ExportConfig, *, on_log: Log | None = None
     actual = classifier.describe()
     _check_io(variant.io, actual, variant)
     images = gold.pick_images(test_dir, variant.labels, config.golden_count)
-    golden = gold.compute_golden(classifier, variant.preprocessing, images, test_dir, _decision(variant, train)[0])
+    decision = _decision(variant, train, run)
+    golden = gold.compute_golden(classifier, variant.preprocessing, images, test_dir, decision[0])
     model_sha, model_bytes = sha256_file(model), model.stat().st_size
-    model_config = _model_config(variant, config, model_sha, model_bytes, actual, train, golden, run)
+    model_config = _model_config(variant, config, model_sha, model_bytes, actual, decision, golden, run)
 
     with staged_dir(app / ASSETS, overwrite=config.overwrite) as assets, \
             staged_dir(app / GOLDEN, overwrite=config.overwrite) as golden_dir:

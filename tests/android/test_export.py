@@ -146,6 +146,18 @@ def test_export_decision_isTheOneTheConvertedModelCarries(app_copy, fixture_runs
     assert [i["class_index"] for i in golden["images"]] == np.where(probs[:, 1] >= np.float32(0.3), 1, 0).tolist()
 
 
+def test_export_badThresholdInConvertRecord_refusedNamingIt(app_copy, fixture_runs, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(fixture_runs["main"], run)
+    path = run / "convert" / "int8" / "record.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "threshold": 1.5}))
+    with pytest.raises(ArtifactError, match=r"convert/int8/record\.json threshold 1\.5 needs 2 classes and a value "
+                                            r"from 0 to 1; rerun mdx convert --overwrite"):
+        export_android(run, ExportConfig(app=app_copy))
+
+
 def test_export_modelChangedSinceConvert_refused(app_copy, fixture_runs, tmp_path):
     import shutil
 
