@@ -15,9 +15,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import RuntimeHarnessError, ToleranceError, UsageError
+from .errors import RuntimeHarnessError, ToleranceError, UsageError, show_warnings_on_one_line
 from .interpreter import RUNTIMES
 from .metrics import SCALARS
+from .preprocess import PRESET_HELP, PRESETS
 
 # ---- option parsing shared with mdx -------------------------------------------------------------
 
@@ -150,7 +151,7 @@ def _evaluate_config(args: argparse.Namespace):
         runtime=args.runtime, threads=args.threads, xnnpack=not args.no_xnnpack, **batch,
         workers=args.workers, size=args.size, mean=parse_floats(args.mean, "mean"), std=parse_floats(args.std, "std"),
         labels=parse_labels(args.labels), threshold=args.threshold, positive_class=args.positive_class,
-        n_boot=args.n_boot, seed=args.seed,
+        n_boot=args.n_boot, seed=args.seed, preset=args.preset,
     )
 
 
@@ -188,7 +189,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     config = _evaluate_config(args)
     probe_models(Path(args.model), runtime=config.runtime)
     result = predict_images(Path(args.model), [Path(p) for p in args.images], config, args.top).to_dict()
-    print(f"{args.model}: {decision_text(result)}")
+    logits = ", outputs logits (softmax applied)" if result["outputs"] == "logits" else ""
+    print(f"{args.model}: {decision_text(result)}{logits}")
     print(format_table(("image", "class", f"top {args.top}"), predict_rows(result)))
     _write_json(args.json, result)
     return 0
@@ -257,6 +259,7 @@ def _model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, help="input size in pixels (default: from record.json beside the model)")
     p.add_argument("--mean", help="per-channel mean, 1 or 3 comma-separated values")
     p.add_argument("--std", help="per-channel std, 1 or 3 comma-separated values")
+    p.add_argument("--preset", choices=sorted(PRESETS), help=PRESET_HELP.replace("%", "%%"))
     p.add_argument("--labels", help="labels file (one per line) or NAME,NAME,...")
     p.add_argument("--batch-size", type=int, default=None, help="images per invoke (default 8)")
     p.add_argument("--workers", type=int, default=1, help="interpreters run in parallel threads")
@@ -317,6 +320,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; returns the exit code (errors print one line, never a traceback)."""
     args = build_parser().parse_args(argv)
+    show_warnings_on_one_line()
     if argv is None:  # the real command line: SIGTERM unwinds like Ctrl-C, so no temporary file is left
         signal.signal(signal.SIGTERM, _interrupt)
     try:

@@ -34,3 +34,32 @@ class ToleranceError(RuntimeHarnessError):
 
 class RemoteError(RuntimeHarnessError):
     """A run on another machine over SSH failed: unreachable, refused, or the harness failed there."""
+
+
+class HarnessWarning(UserWarning):
+    """Something the user should know that does not stop the run (e.g. a label name that repeats).
+
+    Library code warns; each command line shows it as one `warning: …` line (`show_warnings_on_one_line`).
+    """
+
+
+def show_warnings_on_one_line() -> None:
+    """Make `warnings.warn(..., HarnessWarning)` print `warning: MESSAGE` on stderr, without file or source line.
+
+    Idempotent: a second call (tests call `main` many times) installs nothing more.
+    """
+    import sys
+    import warnings
+
+    default = warnings.showwarning
+    if getattr(default, "one_line", False):
+        return
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, HarnessWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    show.one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show

@@ -26,7 +26,7 @@ from .interpreter import RUNTIMES, RuntimeInfo, validate_model_file
 from .machine import machine_facts
 from .metrics import classification_metrics
 from .model_info import ModelInfo, check_class_count, load_model_info
-from .preprocess import Preprocessing
+from .preprocess import Preprocessing, preset_mean_std
 
 RESULT_NAME = "evaluation.json"
 PREDICTIONS_NAME = "predictions.npz"
@@ -59,6 +59,7 @@ class EvaluateConfig(JsonConfig):
     seed: int = 0
     skip_unreadable: bool = True
     outputs: str = "auto"
+    preset: str | None = None
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -72,6 +73,10 @@ class EvaluateConfig(JsonConfig):
             raise UsageError(f"n_boot={self.n_boot!r} is invalid; expected an integer >= 0 (0 disables the CIs)")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"threshold={self.threshold} is invalid; expected a probability in [0, 1]")
+        if self.preset is not None:
+            preset_mean_std(self.preset)
+            if self.mean is not None or self.std is not None:
+                raise UsageError(f"--preset {self.preset} sets the mean and std; drop --preset or --mean/--std")
         # validate size/mean/std now (defaults fill the ones not given): a bad value fails before any work
         Preprocessing.from_dict({"size": 224, "mean": (0.0,) * 3, "std": (1.0,) * 3, **self.preprocessing_overrides()})
         if self.labels is not None:
@@ -81,7 +86,8 @@ class EvaluateConfig(JsonConfig):
                 object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
 
     def preprocessing_overrides(self) -> dict[str, Any]:
-        return {k: v for k, v in (("size", self.size), ("mean", self.mean), ("std", self.std)) if v is not None}
+        mean, std = preset_mean_std(self.preset) if self.preset is not None else (self.mean, self.std)
+        return {k: v for k, v in (("size", self.size), ("mean", mean), ("std", std)) if v is not None}
 
     def classifier(self, model_path: Path) -> TfliteClassifier:
         return TfliteClassifier(model_path, runtime=self.runtime, threads=self.threads, xnnpack=self.xnnpack,
@@ -173,10 +179,11 @@ def resolve_model_info(model_path: Path, config: EvaluateConfig, classifier: Tfl
         UsageError: labels or preprocessing are unknown, or do not fit the model.
         ModelLoadError: the files beside the model are unreadable or disagree.
     """
-    info = load_model_info(model_path, config.preprocessing_overrides(), config.labels,
-                           need_preprocessing=need_preprocessing, threshold=config.threshold)
-    check_class_count(info, classifier.num_classes, model_path)
     size = classifier.input_shape[0]
+    info = load_model_info(model_path, config.preprocessing_overrides(), config.labels,
+                           need_preprocessing=need_preprocessing, threshold=config.threshold,
+                           preset=config.preset, input_size=size)
+    check_class_count(info, classifier.num_classes, model_path)
     if need_preprocessing and info.preprocessing is not None and info.preprocessing.size != size:
         raise UsageError(
             f"preprocessing size {info.preprocessing.size} ({info.source}) differs from {model_path}'s input "

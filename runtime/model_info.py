@@ -12,14 +12,17 @@ not an error: 0.5 is the default). Nothing is guessed.
 from __future__ import annotations
 
 import json
+import warnings as warnings_module
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .decision import OVERRIDE, Decision, is_probability, parse_recorded
-from .errors import ModelLoadError, UsageError
-from .preprocess import Preprocessing
+from .errors import HarnessWarning, ModelLoadError, UsageError
+from .preprocess import Preprocessing, preset_mean_std
 from .tflite_metadata import read_metadata
 
 RECORD_NAME = "record.json"
@@ -40,6 +43,7 @@ class ModelInfo:
     source: str
     labels_source: str = ""
     decision: Decision | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,14 +51,17 @@ class ModelInfo:
             "labels": list(self.labels),
             "source": self.source,
             "decision": None if self.decision is None else self.decision.to_dict(),
+            "warnings": list(self.warnings),
         }
 
 
 def read_labels_file(path: Path) -> tuple[str, ...]:
     """Labels from a text file, one per line; blank lines and surrounding spaces are dropped.
 
+    A name that repeats is kept apart by its class index (see `distinct_labels`).
+
     Raises:
-        UsageError: the file is missing or holds no label, or a label repeats.
+        UsageError: the file is missing or holds no label.
     """
     path = Path(path)
     if not path.is_file():
@@ -63,14 +70,41 @@ def read_labels_file(path: Path) -> tuple[str, ...]:
     return _check_labels(labels, str(path))
 
 
+def distinct_labels(labels: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Labels with every repeated name suffixed by its class index, and the names that repeated.
+
+    ImageNet has two classes called "crane" (the bird and the machine), so Google's own labels file and
+    every model that embeds it repeat a name. Results are keyed by class index; the suffix only keeps
+    the two apart wherever a name is shown or stored: ("crane", "crane") -> ("crane (0)", "crane (1)").
+    """
+    labels = tuple(str(label) for label in labels)
+    counts: dict[str, int] = {}
+    for label in labels:
+        counts[label] = counts.get(label, 0) + 1
+    repeated = tuple(sorted(label for label, count in counts.items() if count > 1))
+    if not repeated:
+        return labels, ()
+    shown = tuple(f"{label} ({index})" if counts[label] > 1 else label for index, label in enumerate(labels))
+    if len(set(shown)) != len(shown):  # a file that already holds "crane (135)" beside a repeated "crane"
+        shown = tuple(f"{label} ({index})" if shown.count(label) > 1 else label for index, label in enumerate(shown))
+    return shown, repeated
+
+
 def _check_labels(labels: Sequence[str], where: str) -> tuple[str, ...]:
     labels = tuple(str(label) for label in labels)
     if not labels:
         raise UsageError(f"{where}: no labels found; expected one label per class")
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise UsageError(f"{where}: label(s) {repeated} appear more than once; each class needs its own label")
     return labels
+
+
+def _repeat_warning(labels: tuple[str, ...], where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`distinct_labels`, and the one-line warning naming the repeats and where they came from."""
+    shown, repeated = distinct_labels(labels)
+    if not repeated:
+        return shown, ()
+    examples = ", ".join(name for name in shown if any(name.startswith(f"{r} (") for r in repeated[:2]))
+    warning = f"{where}: label(s) {list(repeated)} name more than one class; shown with their class index ({examples})"
+    return shown, (warning,)
 
 
 def read_embedded_metadata(model_path: Path) -> dict[str, Any] | None:
@@ -188,6 +222,8 @@ def load_model_info(
     *,
     need_preprocessing: bool = True,
     threshold: float | None = None,
+    preset: str | None = None,
+    input_size: int | None = None,
 ) -> ModelInfo:
     """Preprocessing, labels and threshold for `model_path`: explicit arguments, else what is found beside or in it.
 
@@ -199,6 +235,9 @@ def load_model_info(
         need_preprocessing: False when the inputs are already preprocessed (an .npz); then a missing
             preprocessing is None instead of an error.
         threshold: the binary decision threshold (wins over the model metadata and record.json).
+        preset: the name of the normalization whose mean/std `preprocessing` carries; refused when the
+            model records another one (a preset is for models that record none).
+        input_size: the model's input side, the size when nothing records one and none is given.
 
     Raises:
         UsageError: nothing gives the preprocessing (or the labels); names the options to pass.
@@ -228,24 +267,45 @@ def load_model_info(
         agreed = _agreed(found, "preprocessing", _parse_preprocessing, model_path)
         if agreed is not None:
             base, where = agreed
+            _check_preset(preset, base, _file(where, Path(model_path)))
             resolved = Preprocessing.from_dict({**base.to_dict(), **overrides})
             sources.append(f"preprocessing: {where}" + (f" with {sorted(overrides)} from arguments" if overrides else ""))
-        elif {"size", "mean", "std"} <= set(overrides):
-            resolved = Preprocessing.from_dict(overrides)
-            sources.append("preprocessing: arguments")
+        elif {"mean", "std"} <= set(overrides) and ("size" in overrides or input_size is not None):
+            resolved = Preprocessing.from_dict({"size": input_size, **overrides})
+            given = f"--preset {preset}" if preset is not None else "arguments"
+            sources.append(f"preprocessing: {given}" + ("" if "size" in overrides else ", size from the model's input"))
         elif need_preprocessing or overrides:
             missing = [key for key in ("size", "mean", "std") if key not in overrides]
+            if input_size is not None:
+                missing = [m for m in missing if m != "size"]
             raise UsageError(
-                f"no preprocessing for {model_path}: no {RECORD_NAME} with it beside the model; "
-                f"pass {' '.join('--' + m for m in missing)} (e.g. --size 224 --mean 127.5,127.5,127.5 --std 127.5,127.5,127.5)"
+                f"no preprocessing for {model_path}: neither its metadata nor a {RECORD_NAME} beside it records "
+                f"one; pass --preset tf|unit|imagenet or {' '.join('--' + m for m in missing)} "
+                "(e.g. --mean 127.5,127.5,127.5 --std 127.5,127.5,127.5)"
             )
         else:
             resolved = None
     decision = _resolve_decision(found, threshold, label_tuple, Path(model_path))
     if decision is not None:
         sources.append(f"threshold: {decision.source}")
+    label_tuple, warnings = _repeat_warning(
+        label_tuple, "--labels" if labels is not None else _file(labels_source, Path(model_path)))
+    for warning in warnings:
+        warnings_module.warn(warning, HarnessWarning, stacklevel=2)
     return ModelInfo(preprocessing=resolved, labels=label_tuple, source="; ".join(sources), labels_source=labels_source,
-                     decision=decision)
+                     decision=decision, warnings=warnings)
+
+
+def _check_preset(preset: str | None, recorded: Preprocessing, where: str) -> None:
+    """Refuse a --preset whose mean/std contradict what the model records."""
+    if preset is None:
+        return
+    mean, std = preset_mean_std(preset)
+    if not (np.allclose(mean, recorded.mean) and np.allclose(std, recorded.std)):
+        raise UsageError(
+            f"--preset {preset} (mean {list(mean)}, std {list(std)}) contradicts {where} (mean {list(recorded.mean)}, "
+            f"std {list(recorded.std)}); drop --preset, or pass --mean/--std to override the record on purpose"
+        )
 
 
 def check_class_count(info: ModelInfo, num_classes: int, model_path: Path) -> None:

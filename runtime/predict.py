@@ -53,6 +53,7 @@ class PredictResult:
     top: tuple[tuple[tuple[str, float], ...], ...]
     classes: tuple[str, ...]
     decision: Decision
+    output_kind: str = "probabilities"  # "logits" when the model ends without a softmax (it is applied here)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class PredictResult:
             "runtime": None if self.runtime is None else self.runtime.to_dict(),
             "labels": list(self.labels),
             "decision": self.decision.to_dict(),
+            "outputs": self.output_kind,
             "predictions": [
                 {"path": path, "class": cls, "top": [{"label": label, "probability": p} for label, p in top]}
                 for path, cls, top in zip(self.paths, self.classes, self.top)
@@ -92,4 +94,5 @@ def predict_images(model_path: Path, images: Sequence[Path], config: EvaluateCon
         model=str(model_path), runtime=classifier.runtime, labels=info.labels,
         paths=tuple(str(p) for p in images), top=tuple(tuple(r) for r in rows),
         classes=decided_classes(probs, info.labels, decision), decision=decision,
+        output_kind=str(classifier.output_kind),
     )

@@ -53,3 +53,25 @@ class Preprocessing:
 
 # MobileNetV2's own preprocessing: pixels scaled to [-1, 1].
 MOBILENET_V2 = Preprocessing(size=224, mean=(127.5, 127.5, 127.5), std=(127.5, 127.5, 127.5))
+
+# Named conventions for a model that records no preprocessing (`--preset`), in pixel units (0..255):
+# "tf" is Keras' preprocess_input mode "tf" (MobileNet, EfficientNet-Lite: [-1, 1]), "unit" scales to
+# [0, 1], "imagenet" is the ImageNet mean/std of torchvision and Keras' "torch" mode.
+PRESETS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
+    "tf": ((127.5, 127.5, 127.5), (127.5, 127.5, 127.5)),
+    "unit": ((0.0, 0.0, 0.0), (255.0, 255.0, 255.0)),
+    "imagenet": ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375)),
+}
+PRESET_HELP = ("Normalization of a model that records none: tf ([-1, 1]), unit ([0, 1]) or imagenet "
+               "(ImageNet mean/std); conflicts with --mean/--std.")
+
+
+def preset_mean_std(name: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(mean, std) of a named preset.
+
+    Raises:
+        UsageError: the name is not one of PRESETS.
+    """
+    if name not in PRESETS:
+        raise UsageError(f"--preset {name!r} is unknown; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]

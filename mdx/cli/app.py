@@ -23,6 +23,9 @@ class _MdxGroup(TyperGroup):
     """Catches MdxError once for every command: one line on stderr, exit 1, 2 or 3."""
 
     def invoke(self, ctx: Any) -> Any:
+        from mdx.runtime.errors import show_warnings_on_one_line
+
+        show_warnings_on_one_line()
         try:
             return super().invoke(ctx)
         except MdxError as exc:

@@ -17,6 +17,7 @@ from rich.table import Column, Table
 
 from mdx.cli.app import app, log, out
 from mdx.errors import ConfigError, MdxError, ParityError
+from mdx.runtime.preprocess import PRESET_HELP  # in runtime/ so that `python -m runtime` says the same
 
 RUNTIME_HELP = "Interpreter: auto (ai-edge-litert, then tflite-runtime, then tensorflow.lite), litert, tflite-runtime or tf."
 THRESHOLD_HELP = "Binary: P(positive) at or above it is positive (default: the model's recorded threshold, else 0.5)."
@@ -60,13 +61,18 @@ def _keras_model(path: Path) -> tuple[Path, Callable[[Any], Any]]:
 
 
 def _config(runtime: str, threads: int | None, no_xnnpack: bool, size: int | None, mean: str | None,
-            std: str | None, labels: str | None, **extra: Any):
+            std: str | None, labels: str | None, preset: str | None = None, **extra: Any):
     from mdx.runtime.cli import parse_floats, parse_labels
     from mdx.runtime.evaluate import EvaluateConfig
 
     return EvaluateConfig(runtime=runtime, threads=threads, xnnpack=not no_xnnpack, size=size,
                           mean=parse_floats(mean, "mean"), std=parse_floats(std, "std"), labels=parse_labels(labels),
-                          **extra)
+                          preset=preset, **extra)
+
+
+def _logits_note(output_kind: str) -> str:
+    """Said in the title when the model outputs logits: its probabilities are the harness's softmax."""
+    return ", outputs logits (softmax applied)" if output_kind == "logits" else ""
 
 
 def _write_json(path: Path | None, payload: dict[str, Any]) -> None:
@@ -88,6 +94,7 @@ def evaluate_command(
     size: int | None = typer.Option(None, help="Input size (default: record.json beside the model)."),
     mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
     std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
+    preset: str | None = typer.Option(None, help=PRESET_HELP),
     labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
     threshold: float | None = typer.Option(None, help=THRESHOLD_HELP),
     positive_class: str | None = typer.Option(None, help="Binary: the positive class (default: the second label)."),
@@ -98,7 +105,7 @@ def evaluate_command(
     from mdx.runtime.cli import metric_rows, probe_models
     from mdx.runtime.evaluate import evaluate
 
-    config = _config(runtime, threads, no_xnnpack, size, mean, std, labels, workers=workers, threshold=threshold,
+    config = _config(runtime, threads, no_xnnpack, size, mean, std, labels, preset, workers=workers, threshold=threshold,
                      positive_class=positive_class, n_boot=n_boot)
     probe_models(model, runtime=runtime)
     result = evaluate(model, data, config)
@@ -106,7 +113,7 @@ def evaluate_command(
     for skipped in result.data["skipped"]:
         log(f"skipped {skipped['reason']}")
     title = (f"{model.name}: {m['n']} samples, {result.runtime}, {result.decision.describe()}, "
-             f"positive {m['positive_class']}")
+             f"positive {m['positive_class']}{_logits_note(result.output_kind)}")
     _print_table(title, ("metric", "value", "95% CI"), metric_rows(m))
     out.print(f"confusion matrix (rows true, columns predicted; {', '.join(m['classes'])}): {m['confusion_matrix']}")
     _write_json(json_out, result.to_dict())
@@ -123,6 +130,7 @@ def predict_command(
     size: int | None = typer.Option(None, help="Input size (default: record.json beside the model)."),
     mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
     std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
+    preset: str | None = typer.Option(None, help=PRESET_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the predictions as JSON here."),
 ) -> None:
     """Top-K classes with probabilities for images, and each image's class at the decision threshold."""
@@ -131,7 +139,7 @@ def predict_command(
     from mdx.runtime.model_info import check_class_count, load_model_info
     from mdx.runtime.predict import PredictResult, decided_classes, load_inputs, predict_images, top_k
 
-    config = _config(runtime, None, False, size, mean, std, labels, threshold=threshold)
+    config = _config(runtime, None, False, size, mean, std, labels, preset, threshold=threshold)
     if _is_keras(model):
         top_k([[0.0]], ("",), top)  # refuse a bad --top before loading TensorFlow
         model_file, predict_proba = _keras_model(model)
@@ -150,10 +158,11 @@ def predict_command(
 
         probe_models(model, runtime=runtime)
         result = predict_images(model, images, config, top)
-    title = f"{model.name}" + (f", {result.runtime}" if result.runtime else "") + f", {result.decision.describe()}"
+    title = (f"{model.name}" + (f", {result.runtime}" if result.runtime else "") + f", {result.decision.describe()}"
+             + _logits_note(result.output_kind))
     payload = result.to_dict()
     # the path folds, the decisions never wrap: a long path must not squeeze "PNEUMONIA 0.5963" over two lines
-    headers = (Column("image", overflow="fold"), Column("class", no_wrap=True), Column(f"top {top}", no_wrap=True))
+    headers = (Column("image", overflow="fold", min_width=16), Column("class", no_wrap=True), Column(f"top {top}", no_wrap=True))
     _print_table(title, headers, predict_rows(payload))
     _write_json(json_out, payload)
 
@@ -208,6 +217,7 @@ def check_command(
     size: int | None = typer.Option(None, help="Input size (default: record.json beside the candidate)."),
     mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
     std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
+    preset: str | None = typer.Option(None, help=PRESET_HELP),
     labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
     threshold: float | None = typer.Option(None, help=THRESHOLD_HELP + " Decides both models."),
     n_boot: int = typer.Option(1000, help="Bootstrap resamples for the 95% CIs (0: none)."),
@@ -225,7 +235,7 @@ def check_command(
 
     tolerances = Tolerances(max_acc_drop_pt=max_acc_drop, max_auc_drop=max_auc_drop, min_agreement=min_agreement,
                             max_prob_diff=max_prob_diff)
-    config = _config(runtime, None, False, size, mean, std, labels, n_boot=n_boot, threshold=threshold)
+    config = _config(runtime, None, False, size, mean, std, labels, preset, n_boot=n_boot, threshold=threshold)
     if host is not None:
         result = _check_on_host(candidate, reference, data, tolerances, config,
                                 _remote_config(host, remote_python, ssh_option, remote_timeout))

@@ -72,7 +72,7 @@ def test_mdx_evaluate_missing_preprocessing_exits_2(variant, golden_npz, xray_fo
     bare = variant("binary_fp32", record=False)
     result = _run("evaluate", bare, xray_folder)
     assert result.exit_code == 2
-    assert "pass --size --mean --std" in result.output
+    assert "pass --preset tf|unit|imagenet or --mean --std" in result.output.replace("\n", "")
     ok = _run("evaluate", bare, xray_folder, "--size", "16", "--mean", "127.5", "--std", "127.5", "--n-boot", "0")
     assert ok.exit_code == 0, ok.output
 
