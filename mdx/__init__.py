@@ -17,7 +17,8 @@ from pathlib import Path
 from types import ModuleType
 
 # public from Python 3.11; the same class under a private name in 3.10
-_NamespaceLoader = getattr(importlib.machinery, "NamespaceLoader", None) or importlib._bootstrap_external._NamespaceLoader  # type: ignore[attr-defined]
+_NamespaceLoader = (getattr(importlib.machinery, "NamespaceLoader", None)
+                    or importlib._bootstrap_external._NamespaceLoader)  # type: ignore[attr-defined]
 
 __version__ = "0.1.0"
 
