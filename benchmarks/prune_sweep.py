@@ -68,8 +68,8 @@ def _convert_all(source: Path, model: Any, folder: Path, calibration_count: int,
     """fp32 (and sparse-float) straight from the converter; int8 through `mdx convert` itself, so with the
     bias and output corrections users get (plain converter int8 lost 11 pt on a pruned model)."""
     from mdx.convert.convert import ConvertConfig, convert
+    from mdx.convert.sparse import sparse_float, tflite_bytes
     from mdx.quantize import recipes
-    from mdx.train.sparse_convert import sparse_float, tflite_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
     plan = {"fp32": recipes.fp32} | ({"sparse-float": sparse_float} if sparse else {})
@@ -89,6 +89,7 @@ def _pruned(args: argparse.Namespace, config: Any, folder: Path, parent: Path | 
     (re-measure without re-training)."""
     from types import SimpleNamespace
 
+    from mdx.convert.sparse import tflite_bytes
     from mdx.records import read_record
     from mdx.train.keras_shim import keras
     from mdx.train.prune import prune
@@ -101,7 +102,7 @@ def _pruned(args: argparse.Namespace, config: Any, folder: Path, parent: Path | 
         print(f"prune: reusing {folder} (pruned {record['created']})", flush=True)
         return SimpleNamespace(folder=folder, model_path=folder / "model.keras", threshold=record.get("threshold"),
                                keras_sparsity=kernels)
-    return prune(parent or args.run, config, folder, overwrite=True, log=print)
+    return prune(parent or args.run, config, folder, fp32_tflite=tflite_bytes, overwrite=True, log=print)
 
 
 def _deltas(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:

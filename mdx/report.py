@@ -19,9 +19,9 @@ from typing import Any
 from mdx.config import ConfigBase
 from mdx.errors import ArtifactError
 from mdx.records import RECORD_NAME, read_record
+from mdx.report_facts import MODEL_NAME, RunFacts, Variant
 from mdx.runtime.files import atomic_write_json, atomic_write_text
 
-MODEL_NAME = "model.tflite"
 REFERENCE = "fp32"  # ratios and deltas are to the run's dense float model
 METRICS = ("accuracy", "sensitivity", "specificity", "auc")
 OUTPUT_NAMES = ("report.md", "report.html", "report.json")
@@ -33,36 +33,6 @@ class ReportConfig(ConfigBase):
 
     out: Path | None = None
     overwrite: bool = False
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One converted model and whatever the run measured on it."""
-
-    name: str
-    folder: Path
-    convert: dict[str, Any]
-    evaluation: dict[str, Any] | None = None
-    predictions: Path | None = None
-    bench: dict[str, Any] | None = None
-
-    @property
-    def model(self) -> dict[str, Any]:
-        for output in self.convert.get("outputs", []):
-            if Path(output["path"]).name == MODEL_NAME:
-                return output
-        raise ArtifactError(f"{self.folder / RECORD_NAME} lists no {MODEL_NAME}; rerun mdx convert --overwrite")
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """Everything the report shows, as read from the run folder."""
-
-    run: Path
-    variants: tuple[Variant, ...]
-    records: dict[str, dict[str, Any]]  # "pipeline", "train", "prune-0.5": their record.json
-    histories: dict[str, dict[str, list[float]]]  # "train", "prune-0.5": history.json
-    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

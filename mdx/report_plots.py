@@ -17,7 +17,7 @@ from mdx.errors import ConfigError
 from mdx.runtime.files import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from mdx.report import RunFacts
+    from mdx.report_facts import RunFacts
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mdx.report import RunFacts
+    from mdx.report_facts import RunFacts
     from mdx.report_plots import Figure
 
 DASH = "—"

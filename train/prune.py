@@ -48,7 +48,6 @@ from mdx.train.prune_setup import (
     resolve_parent,
     steps_for,
 )
-from mdx.train.sparse_convert import tflite_bytes
 from mdx.train.sparsity import (
     Kernel,
     SparsityError,
@@ -60,6 +59,7 @@ from mdx.train.sparsity import (
 )
 
 Log = Callable[[str], None]
+ToTflite = Callable[[Any], bytes]  # a Keras model -> its fp32 .tflite bytes
 
 
 @dataclass(frozen=True)
@@ -219,12 +219,16 @@ def _fine_tuned(flat: Any, names: list[str], skipped: list[str], splits: Any, pa
     return stripped, schedule, epochs
 
 
-def prune(source: Path, config: PruneConfig, out: Path | None = None, *, overwrite: bool = False,
-          log: Log = lambda message: None) -> PruneResult:
+def prune(source: Path, config: PruneConfig, out: Path | None = None, *, fp32_tflite: ToTflite,
+          overwrite: bool = False, log: Log = lambda message: None) -> PruneResult:
     """Prune a trained model to `config.sparsity`, fine-tune it, and prove the zeros are there.
 
     Writes `out` (default RUN/prune-<sparsity>/) with model.keras, labels.txt, preprocessing.json,
     metrics.json and record.json; nothing is left behind if a check fails.
+
+    Args:
+        fp32_tflite: the convert stage's fp32 conversion (`mdx.convert.sparse.tflite_bytes`), passed in
+            because train/ never imports convert/ (tests/unit/test_import_contracts.py).
 
     Raises:
         ArtifactError: the parent is missing, changed, or not a train/prune stage; `out` exists.
@@ -242,11 +246,11 @@ def prune(source: Path, config: PruneConfig, out: Path | None = None, *, overwri
         flat = flatten_checked(keras.models.load_model(parent.model, compile=False))
         names, skipped = prunable_layers(flat, config.skip_first_last)
         check_m_by_n_fits(flat, names, config.m_by_n)
-        dense_tflite = _bytes_sizes(tflite_bytes(flat))  # now: the wrappers will prune flat's own weights
+        dense_tflite = _bytes_sizes(fp32_tflite(flat))  # now: the wrappers will prune flat's own weights
         batch = config.batch_size or parent.train_config.batch_size
         stripped, schedule, epochs_run = _fine_tuned(flat, names, skipped, splits, parent, config, log)
         fp32 = staging / ".fp32-check.tflite"  # in the staging folder: removed with it if a check fails
-        fp32.write_bytes(tflite_bytes(stripped))
+        fp32.write_bytes(fp32_tflite(stripped))
         keras_report, tflite_report = verify_sparsity(stripped, names, config, fp32)
         clusters: list[ClusterCount] = []
         if config.clusters is not None:

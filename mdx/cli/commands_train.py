@@ -53,9 +53,10 @@ def prune_command(
     config = PruneConfig(sparsity=sparsity, schedule=schedule, epochs=epochs, structured=structured,
                          skip_first_last=skip_first_last, learning_rate=learning_rate, batch_size=batch_size,
                          clusters=clusters, cluster_epochs=cluster_epochs)
-    from mdx.train.prune import prune  # imports TensorFlow: only when run
+    from mdx.convert.sparse import tflite_bytes  # imports TensorFlow: only when run
+    from mdx.train.prune import prune
 
-    result = prune(source, config, out, overwrite=overwrite, log=log)
+    result = prune(source, config, out, fp32_tflite=tflite_bytes, overwrite=overwrite, log=log)
     report, tflite = result.keras_sparsity, result.tflite_sparsity
     gz = result.size["tflite_fp32"]
     log(f"prune: fp32 .tflite {tflite.overall:.3f} sparse (min {tflite.minimum:.3f}); gzip "

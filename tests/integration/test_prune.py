@@ -107,6 +107,14 @@ def make_parent_run(run: Path, data_dir: Path, backbone) -> Path:
     return run
 
 
+def _prune(*args, **kwargs):
+    """`mdx.train.prune.prune` with the convert stage's fp32 conversion, as `mdx prune` calls it."""
+    import mdx.train.prune as stage  # looked up at call time: tests monkeypatch it
+    from mdx.convert.sparse import tflite_bytes
+
+    return stage.prune(*args, fp32_tflite=tflite_bytes, **kwargs)
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory, data_dir) -> Path:
     return make_parent_run(tmp_path_factory.mktemp("tiny") / "run", data_dir, tiny_backbone())
@@ -138,10 +146,10 @@ def pruned(cli_run):
 @pytest.fixture(scope="module")
 def tflites(pruned, data_dir, tmp_path_factory) -> dict[str, Path]:
     """The pruned model as fp32, int8 (calibrated on the training X-rays) and sparse-float .tflite."""
+    from mdx.convert.sparse import sparse_float_tflite, tflite_bytes
     from mdx.quantize import recipes
     from mdx.quantize.calibration import CalibrationConfig, sample_calibration
     from mdx.runtime.preprocess import Preprocessing
-    from mdx.train.sparse_convert import sparse_float_tflite, tflite_bytes
 
     _, record, model = pruned
     calibration = sample_calibration(data_dir / "train", Preprocessing.from_dict(record["preprocessing"]),
@@ -257,13 +265,12 @@ def test_prune_gzip_smaller_than_dense_raw_unchanged(pruned, tflites):
 # ---- structured 2:4, polynomial, and a run whose masks never update --------------------------
 
 def test_prune_structured_2of4_every_group_holds_two_zeros(tiny_run, tmp_path):
+    from mdx.convert.sparse import tflite_bytes
     from mdx.train.keras_shim import keras
-    from mdx.train.prune import prune
     from mdx.train.prune_setup import PruneConfig
-    from mdx.train.sparse_convert import tflite_bytes
     from mdx.train.sparsity import keras_kernels, m_by_n_violations, tflite_kernels
 
-    result = prune(tiny_run, PruneConfig(structured="2:4", epochs=1), tmp_path / "p24")
+    result = _prune(tiny_run, PruneConfig(structured="2:4", epochs=1), tmp_path / "p24")
     assert result.folder.name == "p24" and len(result.keras_sparsity.kernels) == 3
     names = {k.layer for k in result.keras_sparsity.kernels}
     model = keras.models.load_model(result.model_path)
@@ -277,10 +284,9 @@ def test_prune_structured_2of4_every_group_holds_two_zeros(tiny_run, tmp_path):
 
 
 def test_prune_polynomial_reaches_target_in_tflite(tiny_run, tmp_path):
-    from mdx.train.prune import prune
     from mdx.train.prune_setup import PruneConfig
 
-    result = prune(tiny_run, PruneConfig(sparsity=0.75, schedule="polynomial", epochs=2), tmp_path / "poly")
+    result = _prune(tiny_run, PruneConfig(sparsity=0.75, schedule="polynomial", epochs=2), tmp_path / "poly")
     assert abs(result.tflite_sparsity.minimum - 0.75) <= TOLERANCE
     record = json.loads((result.folder / "record.json").read_text())
     schedule = record["pruning"]["schedule"]
@@ -302,24 +308,23 @@ def test_prune_masks_never_update_refused_with_sparsity_error(tiny_run, tmp_path
     monkeypatch.setattr(stage, "pruning_schedule", never)
     with pytest.raises(SparsityError, match=r"model\.keras after strip_pruning: layer block_1_project is 0\.000 "
                                             r"sparse, target 0\.500 \+/- 0\.010 .*masks never updated"):
-        stage.prune(tiny_run, PruneConfig(epochs=1), tmp_path / "never")
+        _prune(tiny_run, PruneConfig(epochs=1), tmp_path / "never")
     assert not (tmp_path / "never").exists()
 
 
 # ---- sparsity-preserving clustering (--clusters) ---------------------------------------------
 
 def test_prune_clusters_8_every_channel_at_most_8_values_in_keras_fp32_and_int8_zeros_kept(tiny_run, data_dir, tmp_path):
+    from mdx.convert.sparse import tflite_bytes
     from mdx.quantize import recipes
     from mdx.quantize.calibration import CalibrationConfig, sample_calibration
     from mdx.runtime.preprocess import Preprocessing
     from mdx.train.cluster import count_clusters
     from mdx.train.keras_shim import keras
-    from mdx.train.prune import prune
     from mdx.train.prune_setup import PruneConfig
-    from mdx.train.sparse_convert import tflite_bytes
     from mdx.train.sparsity import tflite_kernels
 
-    result = prune(tiny_run, PruneConfig(epochs=1, clusters=8), tmp_path / "c8")
+    result = _prune(tiny_run, PruneConfig(epochs=1, clusters=8), tmp_path / "c8")
     names = {k.layer for k in result.keras_sparsity.kernels}
     assert len(result.clusters) == 3 and {c.layer for c in result.clusters} == names
     assert all(2 <= c.max_per_channel <= 8 for c in result.clusters)  # 2: clustered, not collapsed to zero
@@ -346,7 +351,7 @@ def test_prune_clusters_that_never_apply_refused_with_sparsity_error(tiny_run, t
     monkeypatch.setattr(stage, "fine_tune_clustered", lambda flat, *args, **kwargs: (flat, 1))
     with pytest.raises(SparsityError, match=r"model\.keras after strip_clustering: layer \w+ holds \d+ distinct "
                                             r"values in one output channel, more than --clusters 4"):
-        stage.prune(tiny_run, PruneConfig(epochs=1, clusters=4), tmp_path / "unclustered")
+        _prune(tiny_run, PruneConfig(epochs=1, clusters=4), tmp_path / "unclustered")
     assert not (tmp_path / "unclustered").exists()
 
 
@@ -382,31 +387,28 @@ def test_prune_config_bad_value_raises_config_error(kwargs, message):
 
 
 def test_prune_missing_run_raises_artifact_error(tmp_path):
-    from mdx.train.prune import prune
     from mdx.train.prune_setup import PruneConfig
 
     with pytest.raises(ArtifactError, match=r"nope not found; pass a run folder \(RUN/train/record\.json\)"):
-        prune(tmp_path / "nope", PruneConfig())
+        _prune(tmp_path / "nope", PruneConfig())
 
 
 def test_prune_changed_parent_model_raises_artifact_error(tiny_run, tmp_path):
-    from mdx.train.prune import prune
     from mdx.train.prune_setup import PruneConfig
 
     copy = shutil.copytree(tiny_run, tmp_path / "run")
     with open(copy / "train" / "model.keras", "ab") as handle:
         handle.write(b"tampered")
     with pytest.raises(ArtifactError, match=r"model\.keras changed since .*record\.json was written"):
-        prune(copy, PruneConfig())
+        _prune(copy, PruneConfig())
 
 
 def test_prune_2of4_on_first_conv_raises_config_error(tiny_run, tmp_path):
-    from mdx.train.prune import prune
     from mdx.train.prune_setup import PruneConfig
 
     with pytest.raises(ConfigError, match=r"layer Conv1 has 3 input channels, not a multiple of 4: 2:4 pruning cannot "
                                           r"reach 0\.5 there; keep --skip-first-last"):
-        prune(tiny_run, PruneConfig(structured="2:4", skip_first_last=False), tmp_path / "p")
+        _prune(tiny_run, PruneConfig(structured="2:4", skip_first_last=False), tmp_path / "p")
     assert not (tmp_path / "p").exists()
 
 

@@ -1,7 +1,8 @@
 """Pruned Keras model -> .tflite bytes, including the sparse-float variant XNNPACK can run sparsely.
 
 `sparse_float` is a recipe in the shape of `mdx.quantize.recipes` (it only sets converter attributes),
-so the convert stage can add it as one more variant; `sparse_float_tflite` converts with it.
+so the convert stage can add it as one more variant; `sparse_float_tflite` converts with it. The prune
+stage takes `tflite_bytes` as its fp32 conversion (`mdx prune` passes it: train/ imports no convert/).
 
 Sparse inference, and whether our models get it. `Optimize.EXPERIMENTAL_SPARSITY` stores each
 sufficiently sparse weight in TFLite's sparse format behind a DENSIFY op, so the file shrinks even
