@@ -101,13 +101,16 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
     from mdx.convert.convert import ConvertConfig, convert
     from mdx.runtime.bench import BenchConfig, bench
     from mdx.runtime.evaluate import EvaluateConfig, evaluate
+    from mdx.train.data import split_folders
     from mdx.train.fit import train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ArtifactError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    if not (Path(data_dir) / "test").is_dir():
-        raise ArtifactError(f"{data_dir}: no test/ split; the pipeline evaluates every variant on DATA/test/<class>/")
+    test_dir = split_folders(data_dir).get("test")
+    if test_dir is None:
+        raise ArtifactError(f"{data_dir}: no test/ split (or Testing/); the pipeline evaluates every variant on "
+                            "DATA/test/<class>/")
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     trained = train(data_dir, train_config, out / "train", overwrite=overwrite, log=log)
@@ -118,7 +121,6 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
                         on_log=log)
     seconds["convert"] = time.perf_counter() - started
 
-    test_dir = Path(data_dir) / "test"
     evaluations, timings = {}, {}
     started = time.perf_counter()
     for variant in converted.variants:

@@ -94,6 +94,36 @@ def cap_per_class(data: ImageSet, limit: int, seed: int) -> ImageSet:
     return _subset(data, np.sort(np.asarray(keep)))
 
 
+# How data sets spell their splits (any case): Kaggle's "train/test", the brain-MRI set's "Training/Testing",
+# Keras' "validation". One folder per split; two spellings of one split in one DATA are refused.
+SPLIT_NAMES = {
+    "train": ("train", "training"),
+    "val": ("val", "valid", "validation"),
+    "test": ("test", "testing"),
+}
+
+
+def split_folders(data_dir: Path) -> dict[str, Path]:
+    """{"train": DATA/Training, "val": ..., "test": ...} for the split folders DATA holds, by SPLIT_NAMES.
+
+    Raises:
+        DataError: DATA is missing, or two folders name the same split (e.g. train/ and Training/).
+    """
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir}: data folder not found; expected DATA/train/<class>/ (and DATA/test/<class>/)")
+    found: dict[str, list[Path]] = {}
+    for child in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        for split, names in SPLIT_NAMES.items():
+            if child.name.lower() in names:
+                found.setdefault(split, []).append(child)
+    for split, folders in found.items():
+        if len(folders) > 1:
+            raise DataError(f"{data_dir}: {[f.name for f in folders]} all name the {split} split; keep one, or rename "
+                            "the others")
+    return {split: folders[0] for split, folders in found.items()}
+
+
 def load_splits(
     data_dir: Path,
     *,
@@ -105,19 +135,19 @@ def load_splits(
     on_skip: Callable[[Path, str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
 ) -> Splits:
-    """Decode `data_dir/train` (and `val`, `test` when present) with one class order.
+    """Decode `data_dir/train` (and `val`, `test` when present; any spelling of SPLIT_NAMES) with one class order.
 
     Raises:
         DataError: no train/ folder, fewer than two classes, or class folders that differ between splits.
     """
     data_dir = Path(data_dir)
-    train_dir = data_dir / "train"
-    if not data_dir.is_dir():
-        raise DataError(f"{data_dir}: data folder not found; expected DATA/train/<class>/ (and DATA/test/<class>/)")
-    if not train_dir.is_dir():
-        raise DataError(f"{data_dir}: no train/ folder; expected DATA/train/<class>/*.jpg, one sub-folder per class")
+    folders = split_folders(data_dir)
+    if "train" not in folders:
+        raise DataError(f"{data_dir}: no train/ folder; expected DATA/train/<class>/*.jpg, one sub-folder per class "
+                        "(Training/ and any case are accepted too)")
+    train_dir = folders["train"]
     classes = list_classes(train_dir)
-    optional = {name: data_dir / name for name in ("val", "test") if (data_dir / name).is_dir()}
+    optional = {name: folders[name] for name in ("val", "test") if name in folders}
     for folder in optional.values():
         found = list_classes(folder)
         if found != classes:

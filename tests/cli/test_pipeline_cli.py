@@ -114,3 +114,17 @@ def test_train_bad_option_exit_code_two(tmp_path: Path, xray_subset) -> None:
     result = runner.invoke(app, ["train", str(xray_subset(8)), "--out", str(tmp_path / "r"), "--head", "mlp"])
     assert result.exit_code == 2
     assert "head 'mlp' is not one of" in _one_line_error(result.output)
+
+
+def test_pipeline_mri_training_testing_layout_as_published_runs_end_to_end(tmp_path: Path) -> None:
+    """The brain-MRI set as its authors ship it: Training/ and Testing/, four classes, mixed image sizes."""
+    mri = Path(__file__).resolve().parents[1] / "fixtures" / "brain_tumor_mri_subset"
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({**TINY, "val_fraction": 0.25}))
+    out = tmp_path / "mri"
+    result = runner.invoke(app, ["pipeline", str(mri), "--out", str(out), "--train-config", str(config)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    record = read_record(out / "train")
+    assert record["data"]["train_dir"].endswith("Training")
+    evaluation = json.loads((out / "evaluate" / "int8" / "evaluation.json").read_text())
+    assert evaluation["metrics"]["n"] == 16 and len(evaluation["metrics"]["classes"]) == 4
