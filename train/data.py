@@ -58,8 +58,10 @@ def stratified_split(data: ImageSet, fraction: float, seed: int, group_pattern: 
     for label in range(len(data.class_names)):
         members = np.flatnonzero(data.labels == label)
         if members.size < 2:
+            where = Path(data.paths[members[0]]).parent if members.size else data.class_names[label]
             raise DataError(
-                f"class {data.class_names[label]!r} has {members.size} image(s); at least 2 are needed to carve a validation split"
+                f"{where}: class {data.class_names[label]!r} has {members.size} image(s); at least 2 are needed to carve "
+                "a validation split: add images, or give a val/ folder"
             )
         take = max(1, round(members.size * fraction))
         chosen: list[int] = []
@@ -149,11 +151,14 @@ def load_splits(
     classes = list_classes(train_dir)
     optional = {name: folders[name] for name in ("val", "test") if name in folders}
     for folder in optional.values():
-        found = list_classes(folder)
-        if found != classes:
-            raise DataError(
-                f"{folder}: class folders {list(found)} differ from train/'s {list(classes)}; every split needs the same class folders"
-            )
+        # compared before list_classes, which would only count a test/ left with one class folder
+        present = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+        if present != classes:
+            missing = [name for name in classes if name not in present]
+            fix = (f"add {folder / missing[0]}/ with images, or remove that class from {train_dir.name}/" if missing
+                   else "every split needs the same class folders")
+            raise DataError(f"{folder}: class folders {list(present)} differ from {train_dir.name}/'s {list(classes)}; {fix}")
+        list_classes(folder)  # refuses an empty class folder
     train = cap_per_class(load_folder(train_dir, size, classes, on_skip=on_skip), max_images_per_class, seed)
     if "val" in optional:
         val = cap_per_class(load_folder(optional["val"], size, classes, on_skip=on_skip), max_images_per_class, seed)

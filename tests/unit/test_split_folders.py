@@ -48,3 +48,26 @@ def test_load_splits_no_train_folder_names_the_spellings(tmp_path: Path) -> None
     with pytest.raises(DataError, match=r"no train/ folder; expected DATA/train/<class>/\*\.jpg, one sub-folder per "
                                         r"class \(Training/ and any case are accepted too\)"):
         load_splits(tmp_path, size=64, val_fraction=0.25, seed=0)
+
+
+def test_load_splits_class_missing_from_test_named_with_the_fix(tmp_path: Path) -> None:
+    import shutil
+
+    for split in ("Training", "Testing"):
+        shutil.copytree(MRI / split, tmp_path / split)
+    shutil.rmtree(tmp_path / "Testing" / "no_tumor")
+    with pytest.raises(DataError, match=r"Testing: class folders \['glioma_tumor', 'meningioma_tumor', 'pituitary_tumor'\] "
+                                        r"differ from Training/'s .*; add .*Testing/no_tumor/ with images, or remove "
+                                        r"that class from Training/"):
+        load_splits(tmp_path, size=64, val_fraction=0.25, seed=0)
+
+
+def test_load_splits_class_of_one_image_names_its_folder_and_the_fix(tmp_path: Path) -> None:
+    import shutil
+
+    shutil.copytree(MRI / "Training", tmp_path / "Training")
+    for extra in sorted((tmp_path / "Training" / "no_tumor").iterdir())[1:]:
+        extra.unlink()
+    with pytest.raises(DataError, match=r"Training/no_tumor: class 'no_tumor' has 1 image\(s\); at least 2 are needed to "
+                                        r"carve a validation split: add images, or give a val/ folder"):
+        load_splits(tmp_path, size=64, val_fraction=0.25, seed=0)
