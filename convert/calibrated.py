@@ -55,6 +55,8 @@ def load_validation(src: Source) -> Validation:
         ConfigError: the source is a model file, which has no run and so no validation split.
         ArtifactError: the train record does not say where the data is or how it was split.
     """
+    from mdx.runtime.images import load_files
+    from mdx.runtime.manifest import MANIFEST_NAME, read_manifest, split_files
     from mdx.train.data import load_splits
 
     if src.run is None or src.parent_record is None:
@@ -69,6 +71,13 @@ def load_validation(src: Source) -> Validation:
     folder = Path(root)
     if not folder.is_absolute() and (src.run / folder).exists():
         folder = src.run / folder
+    manifest = src.parent_record.parent / str(data.get("manifest") or MANIFEST_NAME)
+    if data.get("manifest") and manifest.is_file():  # the split training recorded: read, not carved again
+        files, labels = split_files(read_manifest(manifest, folder), "val", folder, src.labels)
+        val = load_files(files, labels, src.labels, src.preprocessing.size, where=str(manifest))
+        source = {"data": str(folder), "split": f"val rows of {manifest}", "seed": int(settings["seed"]),
+                  "n": len(val.labels), "threshold": src.threshold}
+        return Validation(src.preprocessing.normalize(val.images), val.labels, src.labels, source, src.threshold)
     splits = load_splits(folder, size=src.preprocessing.size, val_fraction=float(settings["val_fraction"]),
                          seed=int(settings["seed"]), max_images_per_class=int(settings.get("max_images_per_class", 0)),
                          group_pattern=str(settings.get("val_group_pattern", "")))

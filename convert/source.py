@@ -138,8 +138,14 @@ def _from_run(train_dir: Path, calibration_dir: Path | None, needs_calibration: 
     labels_txt = train_dir / "labels.txt"
     if labels_txt.is_file() and read_labels(labels_txt) != labels:
         raise ArtifactError(f"{labels_txt} differs from the labels in {record_path}; rerun mdx train")
+    data = record.get("data") or {}
+    if calibration_dir is None and needs_calibration and data.get("test_dir") is None and data.get("manifest") \
+            and (train_dir / data["manifest"]).is_file():
+        # a data set split by mdx train (DATA/<class>/): its folder holds the test images too, so
+        # calibration draws from the manifest's training rows
+        calibration_dir = train_dir / data["manifest"]
     if calibration_dir is None and needs_calibration:
-        train_data = (record.get("data") or {}).get("train_dir")
+        train_data = data.get("train_dir")
         if not train_data:
             raise DataError(f"{record_path} names no data.train_dir for calibration; pass --calibration-dir DIR")
         calibration_dir = Path(train_data)

@@ -91,7 +91,8 @@ def summary_markdown(result: PipelineResult) -> str:
 
 
 def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out: Path, *,
-                 overwrite: bool = False, log: Log = lambda message: None) -> PipelineResult:
+                 overwrite: bool = False, log: Log = lambda message: None,
+                 split_manifest: Path | None = None) -> PipelineResult:
     """Train on `data_dir`, convert to fp32 and the requested variants, evaluate each on test/, time each.
 
     Raises:
@@ -101,19 +102,25 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
     from mdx.convert.convert import ConvertConfig, convert
     from mdx.runtime.bench import BenchConfig, bench
     from mdx.runtime.evaluate import EvaluateConfig, evaluate
+    from mdx.runtime.manifest import MANIFEST_NAME
     from mdx.train.data import split_folders
     from mdx.train.fit import train
 
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ArtifactError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
-    test_dir = split_folders(data_dir).get("test")
+    folders = split_folders(data_dir)
+    # DATA/<class>/ (no split folders) or a reused manifest: training carves or reads the test split, and
+    # every variant is evaluated on the test rows of the manifest it wrote
+    test_dir: Path | None = out / "train" / MANIFEST_NAME
+    if folders and split_manifest is None:
+        test_dir = folders.get("test")
     if test_dir is None:
         raise ArtifactError(f"{data_dir}: no test/ split (or Testing/); the pipeline evaluates every variant on "
-                            "DATA/test/<class>/")
+                            "DATA/test/<class>/ (or give DATA/<class>/ alone, and it is split)")
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    trained = train(data_dir, train_config, out / "train", overwrite=overwrite, log=log)
+    trained = train(data_dir, train_config, out / "train", overwrite=overwrite, log=log, split_manifest=split_manifest)
     seconds["train"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -22,6 +22,7 @@ from mdx.errors import DataError
 from mdx.quantize.recipes import RepresentativeDataset
 from mdx.runtime.errors import InputDataError
 from mdx.runtime.images import IMAGE_SUFFIXES, list_images, load_image, non_image_files
+from mdx.runtime.manifest import MANIFEST_SUFFIX, manifest_root, read_manifest, split_files
 from mdx.runtime.preprocess import Preprocessing
 
 DEFAULT_COUNT = 200
@@ -124,6 +125,15 @@ def _draw(
     folder: Path, class_names: tuple[str, ...], count: int, rng: np.random.Generator
 ) -> tuple[list[Path], np.ndarray, list[int], list[str]]:
     """(paths, labels, chosen indices, skipped non-images): stratified by class, or uniform over a flat folder."""
+    if folder.is_file():  # a split manifest: its training rows, never its validation or test ones
+        root = manifest_root(folder)
+        try:
+            files, label_list = split_files(read_manifest(folder, root, check_files=False), "train", root, class_names)
+        except InputDataError as exc:
+            raise DataError(f"calibration: {exc}") from None
+        labels = np.asarray(label_list, dtype=np.int64)
+        chosen = _stratified_draw(labels, len(class_names), count, rng)
+        return files, labels, chosen, []
     flat, sub_folders = _flat_images(folder)
     if flat and sub_folders:
         raise DataError(f"calibration folder {folder} holds both images and sub-folders "
@@ -136,12 +146,18 @@ def _draw(
         paths, labels, _ = list_images(folder, tuple(class_names))
     except InputDataError as exc:
         raise DataError(f"calibration folder: {exc}") from None
+    chosen = _stratified_draw(labels, len(class_names), count, rng)
+    return paths, labels, chosen, [reason for _, reason in non_image_files(folder, tuple(class_names))]
+
+
+def _stratified_draw(labels: np.ndarray, n_classes: int, count: int, rng: np.random.Generator) -> list[int]:
+    """Indices of `count` images, each class's share by `stratified_quota`, seeded."""
     chosen: list[int] = []
-    sizes = [int(np.sum(labels == k)) for k in range(len(class_names))]
+    sizes = [int(np.sum(labels == k)) for k in range(n_classes)]
     for k, quota in enumerate(stratified_quota(sizes, count)):
         members = np.flatnonzero(labels == k)
         chosen.extend(sorted(rng.permutation(members)[:quota].tolist()))
-    return paths, labels, chosen, [reason for _, reason in non_image_files(folder, tuple(class_names))]
+    return chosen
 
 
 def sample_calibration(
@@ -161,9 +177,11 @@ def sample_calibration(
             from `class_names`, or no drawn image can be read.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    if folder.is_file() and folder.name.endswith(MANIFEST_SUFFIX):
+        pass  # a run's split manifest: drawn from its training rows
+    elif not folder.is_dir():
         raise DataError(f"calibration folder {folder} not found (int8 variants need representative images); " + _FIX)
-    if not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*")):
+    elif not any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*")):
         raise DataError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); " + _FIX)
     paths, labels, chosen, skipped = _draw(folder, tuple(class_names), config.count, np.random.default_rng(config.seed))
     images = np.empty((len(chosen), preprocessing.size, preprocessing.size, 3), dtype=np.uint8)

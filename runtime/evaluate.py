@@ -21,9 +21,10 @@ from .configs import JsonConfig, check_threads
 from .decision import Decision, decide
 from .errors import InputDataError, UsageError
 from .files import atomic_write_bytes, atomic_write_json, file_facts
-from .images import load_folder
+from .images import load_files, load_folder
 from .interpreter import RUNTIMES, RuntimeInfo, validate_model_file
 from .machine import machine_facts
+from .manifest import MANIFEST_SUFFIX, manifest_root, read_manifest, split_files
 from .metrics import classification_metrics
 from .model_info import ModelInfo, check_class_count, load_model_info
 from .preprocess import Preprocessing, preset_mean_std
@@ -148,6 +149,8 @@ def load_data(data: Path, info: ModelInfo, *, skip_unreadable: bool = True) -> D
         return _load_npz(path, info.labels)
     if not path.exists():
         raise InputDataError(f"{path}: data not found; expected a folder with one sub-folder per class, or an .npz")
+    if path.name.endswith(MANIFEST_SUFFIX):
+        return _load_manifest_test(path, info, skip_unreadable)
     if not path.is_dir():
         raise InputDataError(f"{path}: expected a folder with one sub-folder per class, or an .npz file")
     if info.preprocessing is None:
@@ -156,6 +159,21 @@ def load_data(data: Path, info: ModelInfo, *, skip_unreadable: bool = True) -> D
     images = load_folder(path, info.preprocessing.size, info.labels, skip_unreadable=skip_unreadable,
                          on_skip=lambda p, reason: skipped.append({"path": str(p), "reason": reason}))
     facts = {"path": str(path), "kind": "folder", "n": len(images), "skipped": skipped}
+    return Dataset(info.preprocessing.normalize(images.images), images.labels, images.class_names, images.paths, facts)
+
+
+def _load_manifest_test(path: Path, info: ModelInfo, skip_unreadable: bool) -> Dataset:
+    """The test split a training run recorded in its split manifest (files checked against their sha256)."""
+    if info.preprocessing is None:
+        raise UsageError(f"{path}: decoding images needs the preprocessing; pass --size, --mean and --std")
+    root = manifest_root(path)
+    files, labels = split_files(read_manifest(path, root), "test", root, info.labels)
+    if not files:
+        raise InputDataError(f"{path}: names no test image; evaluate on a folder or an .npz instead")
+    skipped: list[dict[str, str]] = []
+    images = load_files(files, labels, info.labels, info.preprocessing.size, skip_unreadable=skip_unreadable,
+                        on_skip=lambda p, reason: skipped.append({"path": str(p), "reason": reason}), where=str(path))
+    facts = {"path": str(path), "kind": "manifest", "split": "test", "n": len(images), "skipped": skipped}
     return Dataset(info.preprocessing.normalize(images.images), images.labels, images.class_names, images.paths, facts)
 
 

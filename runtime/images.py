@@ -176,11 +176,24 @@ def load_folder(
     report = on_skip or (lambda p, r: warnings.warn(f"skipped {r}", stacklevel=3))
     for file, reason in non_image_files(root, classes):
         report(file, reason)
-    images = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+    return load_files(paths, list(labels), classes, size, skip_unreadable=skip_unreadable, on_skip=report,
+                      where=str(root))
+
+
+def load_files(files: list[Path], labels: list[int], class_names: tuple[str, ...], size: int, *,
+               skip_unreadable: bool = True, on_skip=None, where: str = "split manifest") -> ImageSet:
+    """Decode the listed images (a split manifest's), with their class indices into `class_names`.
+
+    Raises:
+        InputDataError: no file is listed or none can be read; with `skip_unreadable` False, the first
+            unreadable one.
+    """
+    report = on_skip or (lambda p, r: warnings.warn(f"skipped {r}", stacklevel=3))
+    images = np.empty((len(files), size, size, 3), dtype=np.uint8)
     kept: list[int] = []
-    for i, path in enumerate(paths):
+    for i, path in enumerate(files):
         try:
-            images[len(kept)] = load_image(path, size)
+            images[len(kept)] = load_image(Path(path), size)
         except InputDataError as exc:
             if not skip_unreadable:
                 raise
@@ -188,10 +201,6 @@ def load_folder(
             continue
         kept.append(i)
     if not kept:
-        raise InputDataError(f"{root}: none of the {len(paths)} images could be read")
-    return ImageSet(
-        images=images[: len(kept)],
-        labels=labels[kept],
-        class_names=classes,
-        paths=tuple(str(paths[i]) for i in kept),
-    )
+        raise InputDataError(f"{where}: none of the {len(files)} images could be read")
+    return ImageSet(images=images[: len(kept)], labels=np.asarray(labels, dtype=np.int64)[kept],
+                    class_names=tuple(class_names), paths=tuple(str(files[i]) for i in kept))

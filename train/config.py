@@ -63,6 +63,8 @@ class TrainConfig(ConfigBase):
     # the model kept is the mean of the weights of the last N fine-tuning epochs (0 = the last epoch's)
     average_epochs: int = 0
     val_fraction: float = 0.1
+    # the share of a DATA/<class>/ tree (no split folders) held out as the test split
+    test_fraction: float = 0.2
     val_group_pattern: str = KERMANY_PATIENT
     class_weights: bool = True
     label_smoothing: float = 0.0
@@ -107,6 +109,7 @@ class TrainConfig(ConfigBase):
         require(self.epochs_frozen >= 0 and self.epochs_finetune >= 0, "epochs must not be negative")
         require(self.epochs_frozen + self.epochs_finetune >= 1, "train at least one epoch (epochs_frozen + epochs_finetune >= 1)")
         require(0.0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction} must be in (0, 0.5)")
+        require(0.0 < self.test_fraction < 0.5, f"test_fraction={self.test_fraction} must be in (0, 0.5)")
         require(isinstance(self.val_group_pattern, str),
                 f"val_group_pattern {self.val_group_pattern!r} must be a string (a regular expression, or '' to split image by image)")
         try:

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from mdx.errors import DataError
-from mdx.runtime.images import ImageSet, list_classes, load_folder
+from mdx.runtime.images import ImageSet, list_classes, load_files, load_folder
+from mdx.runtime.manifest import ManifestRow, read_manifest, rows_for, split_files
 
 
 @dataclass(frozen=True)
@@ -136,14 +137,25 @@ def load_splits(
     group_pattern: str = "",
     on_skip: Callable[[Path, str], None] | None = None,
     on_warning: Callable[[str], None] | None = None,
+    test_fraction: float = 0.2,
+    split_manifest: Path | None = None,
 ) -> Splits:
     """Decode `data_dir/train` (and `val`, `test` when present; any spelling of SPLIT_NAMES) with one class order.
+
+    A DATA of class folders and no split folders is split here: test, then validation, each stratified,
+    seeded and whole groups at a time. `split_manifest` reuses the split an earlier run recorded.
 
     Raises:
         DataError: no train/ folder, fewer than two classes, or class folders that differ between splits.
     """
     data_dir = Path(data_dir)
     folders = split_folders(data_dir)
+    if split_manifest is not None:
+        return _splits_from_manifest(data_dir, Path(split_manifest), size, on_skip)
+    if not folders and _holds_class_folders(data_dir):
+        return _carve_all(data_dir, size=size, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
+                          max_images_per_class=max_images_per_class, group_pattern=group_pattern, on_skip=on_skip,
+                          on_warning=on_warning)
     if "train" not in folders:
         raise DataError(f"{data_dir}: no train/ folder; expected DATA/train/<class>/*.jpg, one sub-folder per class "
                         "(Training/ and any case are accepted too)")
@@ -168,6 +180,46 @@ def load_splits(
     if "test" in optional:
         test = cap_per_class(load_folder(optional["test"], size, classes, on_skip=on_skip), max_images_per_class, seed)
     return Splits(train, val, test, classes, train_dir, optional.get("val"), optional.get("test"))
+
+
+def _holds_class_folders(data_dir: Path) -> bool:
+    return any(p.is_dir() and not p.name.startswith(".") for p in data_dir.iterdir())
+
+
+def _carve_all(data_dir: Path, *, size: int, val_fraction: float, test_fraction: float, seed: int,
+               max_images_per_class: int, group_pattern: str, on_skip, on_warning) -> Splits:
+    """DATA/<class>/ with no split: test first, then validation from the rest, by the same grouping rule."""
+    everything = cap_per_class(load_folder(data_dir, size, on_skip=on_skip), max_images_per_class, seed)
+    rest, test = stratified_split(everything, test_fraction, seed, group_pattern, warn=on_warning)
+    # validation's share of what is left, so that val_fraction stays a share of the whole
+    train, val = stratified_split(rest, min(0.49, val_fraction / (1.0 - test_fraction)), seed + 1, group_pattern,
+                                  warn=on_warning)
+    return Splits(train, val, test, everything.class_names, data_dir, None, None)
+
+
+def _splits_from_manifest(data_dir: Path, manifest: Path, size: int, on_skip) -> Splits:
+    """The split an earlier run recorded, each file checked against its sha256."""
+    rows = read_manifest(manifest, data_dir)
+    classes = tuple(sorted({row.label for row in rows}))
+    sets = {}
+    for split in ("train", "val", "test"):
+        files, labels = split_files(rows, split, data_dir, classes)
+        sets[split] = load_files(files, labels, classes, size, on_skip=on_skip, where=str(manifest)) if files else None
+    if sets["train"] is None or sets["val"] is None:
+        raise DataError(f"{manifest}: has no {'train' if sets['train'] is None else 'val'} rows; a split manifest "
+                        "for training names train and val images")
+    return Splits(sets["train"], sets["val"], sets["test"], classes, data_dir, None, None)
+
+
+def manifest_rows(splits: Splits, group_pattern: str, root: Path) -> list[ManifestRow]:
+    """One row per image of every split (path relative to `root`, sha256, class, split, group)."""
+    rows: list[ManifestRow] = []
+    for name, data in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
+        if data is not None:
+            files = [Path(p) for p in data.paths]
+            rows += rows_for(name, files, data.labels.tolist(), splits.class_names,
+                             patient_groups(data.paths, group_pattern), root)
+    return rows
 
 
 def class_weights(labels: np.ndarray, n_classes: int) -> dict[int, float]:

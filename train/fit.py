@@ -20,10 +20,11 @@ from mdx.errors import ArtifactError
 from mdx.records import staged_dir, write_record
 from mdx.runtime.files import atomic_write_json, atomic_write_text
 from mdx.runtime.images import ImageSet
+from mdx.runtime.manifest import MANIFEST_NAME, write_manifest
 from mdx.runtime.metrics import THRESHOLD_RULE, classification_metrics, roc_curve, youden_threshold
 from mdx.train import plots
 from mdx.train.config import TrainConfig
-from mdx.train.data import class_weights, load_splits
+from mdx.train.data import class_weights, load_splits, manifest_rows
 from mdx.train.keras_shim import keras, tf
 from mdx.train.model import build_backbone, build_classifier, preprocessing_for, unfreeze_top_blocks
 from mdx.train.pipeline_data import evaluation_dataset, training_dataset
@@ -90,11 +91,13 @@ def train(
     *,
     overwrite: bool = False,
     log: Callable[[str], None] = lambda message: None,
+    split_manifest: Path | None = None,
 ) -> TrainResult:
     """Train a classifier on `data_dir/train`, choose its threshold on validation, evaluate on `data_dir/test`.
 
-    Writes `out/` with model.keras, labels.txt, preprocessing.json, metrics.json, history.json, plots and
-    record.json; nothing is left behind if it fails.
+    Writes `out/` with model.keras, labels.txt, preprocessing.json, metrics.json, history.json, plots,
+    split_manifest.csv (every image's split; `split_manifest` reuses an earlier one) and record.json;
+    nothing is left behind if it fails.
 
     Raises:
         DataError: the data folder is missing or malformed.
@@ -108,7 +111,8 @@ def train(
     splits = load_splits(data_dir, size=config.input_size, val_fraction=config.val_fraction, seed=config.seed,
                          max_images_per_class=config.max_images_per_class, group_pattern=config.val_group_pattern,
                          on_skip=lambda path, reason: log(f"warning: skipped {reason}"),
-                         on_warning=lambda message: log(f"warning: {message}"))
+                         on_warning=lambda message: log(f"warning: {message}"), test_fraction=config.test_fraction,
+                         split_manifest=split_manifest)
     with staged_dir(out, overwrite=overwrite) as staging:
         keras.utils.set_random_seed(config.seed)
         preprocessing = preprocessing_for(config)
@@ -167,6 +171,7 @@ def train(
         model_path = staging / "model.keras"
         model.save(model_path)
         atomic_write_text(staging / "labels.txt", "\n".join(splits.class_names) + "\n")
+        write_manifest(manifest_rows(splits, config.val_group_pattern, data_dir), staging / MANIFEST_NAME)
         atomic_write_json(staging / "preprocessing.json", preprocessing.to_dict())
         atomic_write_json(staging / "metrics.json", metrics)
         atomic_write_json(staging / "history.json", history)
@@ -194,6 +199,9 @@ def train(
                     "test_dir": str(splits.test_dir.resolve()) if splits.test_dir else None,
                     "counts": {"train": len(splits.train), "val": len(splits.val),
                                "test": len(splits.test) if splits.test else 0},
+                    # every image's split; later stages read it rather than split again
+                    "manifest": MANIFEST_NAME,
+                    "split_from": str(split_manifest) if split_manifest else None,
                 },
                 "epochs_run": done,
                 "replicas": strategy.num_replicas_in_sync,

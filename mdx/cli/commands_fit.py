@@ -14,7 +14,7 @@ DEFAULT_DATA = Path("data/chest_xray")
 
 @app.command("train")
 def train_command(
-    data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (optional val/)."),
+    data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (optional val/; Training/, Testing/, any case), or DATA/<class>/ to be split."),
     out: Path | None = typer.Option(None, "--out", help="Run folder; the model goes to OUT/train/. Default runs/<data name>."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT/train/."),
     backbone: str = typer.Option("mobilenet_v2", help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or efficientnet_b0."),
@@ -31,6 +31,8 @@ def train_command(
     average_epochs: int = typer.Option(0, help="Keep the mean of the weights of the last N fine-tuning epochs (needs --patience 0)."),
     lr_schedule: str = typer.Option("constant", help="Phase 2's learning rate: constant, or cosine (decayed to 0 over its epochs)."),
     val_fraction: float = typer.Option(0.1, help="Share of train/ carved out for validation when there is no val/."),
+    test_fraction: float = typer.Option(0.2, help="Share held out for test when DATA is DATA/<class>/ with no split folders."),
+    split_manifest: Path | None = typer.Option(None, help="Reuse the split of an earlier run (its train/split_manifest.csv)."),
     val_group_pattern: str = typer.Option(
         KERMANY_PATIENT, help="Regex naming a file's patient: validation takes whole patients ('' = image by image)."),
     class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights", help="Weight classes by inverse frequency."),
@@ -54,7 +56,7 @@ def train_command(
     config = TrainConfig(
         input_size=input_size, alpha=alpha, backbone=backbone, weights=weights, head=head, batch_size=batch_size,
         epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
-        lr_finetune=lr_finetune, lr_schedule=lr_schedule, average_epochs=average_epochs, val_fraction=val_fraction, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
+        lr_finetune=lr_finetune, lr_schedule=lr_schedule, average_epochs=average_epochs, val_fraction=val_fraction, test_fraction=test_fraction, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
         max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
         augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, stretch=stretch, shift=shift, shear=shear, rotation_degrees=rotation,
                                   brightness=brightness, contrast=contrast),
@@ -62,7 +64,7 @@ def train_command(
     from mdx.train.fit import train
 
     run = out if out is not None else Path("runs") / data_dir.resolve().name
-    result = train(data_dir, config, run / "train", overwrite=overwrite, log=log)
+    result = train(data_dir, config, run / "train", overwrite=overwrite, log=log, split_manifest=split_manifest)
     test = result.metrics.get("test")
     summary = (f"  test accuracy {test['accuracy']['value']:.3f}  AUC {test['auc']['value']:.3f}" if test else "")
     log(f"train: saved {result.model_path} in {result.wall_seconds:.0f} s{summary}")

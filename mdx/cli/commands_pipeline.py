@@ -15,7 +15,7 @@ from mdx.cli.commands_fit import DEFAULT_DATA
 
 @app.command("pipeline")
 def pipeline_command(
-    data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/."),
+    data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (Training/, Testing/, any case), or DATA/<class>/ to be split."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder: train/, convert/<variant>/, evaluate/, bench/, summary."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
     train_config: Path | None = typer.Option(None, "--train-config", help="JSON file of TrainConfig values (see `mdx train --help`)."),
@@ -25,6 +25,7 @@ def pipeline_command(
     input_size: int | None = typer.Option(None, help="Override the input size."),
     variants: str = typer.Option("int8", help="Comma-separated variants besides fp32: fp16, dynamic, int8, int8-fallback."),
     threads: str = typer.Option("1", help="Thread counts to time, comma-separated."),
+    split_manifest: Path | None = typer.Option(None, help="Reuse the split of an earlier run (its train/split_manifest.csv)."),
 ) -> None:
     """Train, convert (fp32 + int8), evaluate and time on a data set, end to end; prints one table."""
     from mdx.errors import ConfigError
@@ -51,7 +52,7 @@ def pipeline_command(
         raise ConfigError(f"--threads {threads!r} must be comma-separated integers, e.g. 1,2") from None
     pipeline = PipelineConfig(variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
                               bench_threads=thread_counts)
-    result = run_pipeline(data_dir, config, pipeline, out, overwrite=overwrite, log=log)
+    result = run_pipeline(data_dir, config, pipeline, out, overwrite=overwrite, log=log, split_manifest=split_manifest)
 
     table = Table(title=f"mdx pipeline: {data_dir} -> {out}")
     for column in ("variant", "size (MB)", "x FP32", "p50 latency (ms)", "accuracy", "AUC", "agreement w/ FP32"):

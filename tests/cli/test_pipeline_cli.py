@@ -128,3 +128,31 @@ def test_pipeline_mri_training_testing_layout_as_published_runs_end_to_end(tmp_p
     assert record["data"]["train_dir"].endswith("Training")
     evaluation = json.loads((out / "evaluate" / "int8" / "evaluation.json").read_text())
     assert evaluation["metrics"]["n"] == 16 and len(evaluation["metrics"]["classes"]) == 4
+
+
+def test_pipeline_unsplit_class_folders_split_once_and_evaluated_on_manifest_test_rows(tmp_path: Path) -> None:
+    """DATA/<class>/ as many sets are delivered: mdx splits it, writes the manifest, and every stage reads it."""
+    mri = Path(__file__).resolve().parents[1] / "fixtures" / "brain_tumor_mri_subset"
+    data = tmp_path / "data"
+    for split in ("Training", "Testing"):
+        for folder in (mri / split).iterdir():
+            shutil.copytree(folder, data / folder.name, dirs_exist_ok=True)
+    config = tmp_path / "train.json"
+    config.write_text(json.dumps({**TINY, "val_fraction": 0.2, "test_fraction": 0.25}))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["pipeline", str(data), "--out", str(out), "--train-config", str(config)])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    manifest = out / "train" / "split_manifest.csv"
+    rows = manifest.read_text().splitlines()[1:]
+    test_rows = [row for row in rows if row.split(",")[3] == "test"]
+    assert len(rows) == 32 and len(test_rows) == 8  # a quarter of each class's 8 images
+    assert read_record(out / "train")["data"]["manifest"] == "split_manifest.csv"
+    evaluation = json.loads((out / "evaluate" / "int8" / "evaluation.json").read_text())
+    assert evaluation["metrics"]["n"] == len(test_rows)
+    assert evaluation["data"]["kind"] == "manifest"
+    calibration = read_record(out / "convert" / "int8")
+    assert "split_manifest.csv" in json.dumps(calibration)  # int8 calibrated on the manifest's training rows
+    again = runner.invoke(app, ["pipeline", str(data), "--out", str(tmp_path / "again"), "--train-config", str(config),
+                                "--split-manifest", str(manifest)])
+    assert again.exit_code == 0, again.output + repr(again.exception)
+    assert (tmp_path / "again" / "train" / "split_manifest.csv").read_bytes() == manifest.read_bytes()
