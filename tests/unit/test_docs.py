@@ -70,8 +70,10 @@ def generate_cli_docs(output: Path, columns: int = 80) -> str:
 def test_cli_page_equals_generated_reference(tmp_path: Path, columns: int) -> None:
     generated = generate_cli_docs(tmp_path / "cli.md", columns)
     page = CLI_PAGE.read_text(encoding="utf-8") if CLI_PAGE.is_file() else ""
-    assert page == generated, (f"docs/cli.md differs from the help of the commands (width {columns}); "
-                               f"regenerate it from the repository root: {REGENERATE}")
+    import typer
+
+    assert page == generated, (f"docs/cli.md differs from the help of the commands (typer {typer.__version__}, "
+                               f"width {columns}); regenerate it from the repository root: {REGENERATE}")
 
 
 def test_cli_page_names_every_command() -> None:
