@@ -9,7 +9,7 @@ the model is quantized again (`mlir_quantize`, the converter's own second step),
 tolerances (`mdx.runtime.parity.Tolerances`, defaults) hold against FP32 on the validation split.
 Each step records what keeping that op in float cost in bytes and single-thread latency.
 
-Two caveats the README spells out: one float op alone rarely helps, because its output is quantized
+Two caveats quantize/README.md spells out: one float op alone rarely helps, because its output is quantized
 again for the next int8 op (neighbouring ops have to go float together to remove an activation's
 rounding); and bias correction is undone for a layer kept in float, whose weights are then exact.
 """

@@ -2,7 +2,7 @@
 
 Only `ssh` is needed at both ends: runtime/, the model(s) and the data travel as one tar stream into a fresh
 `mktemp -d` folder, `python -m runtime bench` (or `check`) runs there (the board needs numpy and an interpreter,
-as in the README's Raspberry Pi section), its JSON comes back on stdout, and the folder is removed.
+as docs/board.md says), its JSON comes back on stdout, and the folder is removed.
 """
 
 from __future__ import annotations
