@@ -60,7 +60,10 @@ def rows_for(split: str, files: Sequence[Path], labels: Sequence[int], class_nam
             relative = resolved.relative_to(root).as_posix()
         except ValueError:
             relative = resolved.as_posix()  # outside the data folder (a val/ elsewhere): kept absolute
-        group = relative if group == str(file) else str(group)  # ungrouped images are their own group
+        # an image outside any named group is its own group, named by its path: relative, as the path column
+        group = str(group)
+        if Path(group).is_absolute() and Path(group).resolve().is_relative_to(root):
+            group = Path(group).resolve().relative_to(root).as_posix()
         rows.append(ManifestRow(relative, sha256_file(resolved), str(class_names[int(label)]), split, group))
     return rows
 

@@ -65,6 +65,9 @@ class TrainConfig(ConfigBase):
     val_fraction: float = 0.1
     # the share of a DATA/<class>/ tree (no split folders) held out as the test split
     test_fraction: float = 0.2
+    # images whose 64-bit pHash differs in at most this many bits stay on one side of a split (-1: off);
+    # 2 measured in benchmarks/near_duplicates.py
+    duplicate_distance: int = 2
     val_group_pattern: str = KERMANY_PATIENT
     class_weights: bool = True
     label_smoothing: float = 0.0
@@ -82,7 +85,8 @@ class TrainConfig(ConfigBase):
         """The config a record stored, read so that it trains what that run trained: a field added since
         takes the value of the code of then (image-by-image validation before val_group_pattern, no stretch
         before stretch; fields whose default is "off", such as shift, need no rule)."""
-        replayed = {"val_group_pattern": "", **{k: v for k, v in stored.items() if k != "data_dir"}}
+        replayed = {"val_group_pattern": "", "duplicate_distance": -1,
+                    **{k: v for k, v in stored.items() if k != "data_dir"}}
         if isinstance(replayed.get("augmentation"), dict):
             replayed["augmentation"] = {"stretch": 0.0, **replayed["augmentation"]}
         return cls.from_dict(replayed)
@@ -110,6 +114,8 @@ class TrainConfig(ConfigBase):
         require(self.epochs_frozen + self.epochs_finetune >= 1, "train at least one epoch (epochs_frozen + epochs_finetune >= 1)")
         require(0.0 < self.val_fraction < 0.5, f"val_fraction={self.val_fraction} must be in (0, 0.5)")
         require(0.0 < self.test_fraction < 0.5, f"test_fraction={self.test_fraction} must be in (0, 0.5)")
+        require(isinstance(self.duplicate_distance, int) and -1 <= self.duplicate_distance <= 32,
+                f"duplicate_distance={self.duplicate_distance!r} must be an integer from -1 (off) to 32")
         require(isinstance(self.val_group_pattern, str),
                 f"val_group_pattern {self.val_group_pattern!r} must be a string (a regular expression, or '' to split image by image)")
         try:

@@ -5,15 +5,15 @@ and tf.data pipelines."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mdx.errors import DataError
 from mdx.runtime.images import ImageSet, list_classes, load_files, load_folder
-from mdx.runtime.manifest import ManifestRow, read_manifest, rows_for, split_files
+from mdx.runtime.manifest import ManifestRow, read_manifest, resolve, rows_for, split_files
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Splits:
     train_dir: Path
     val_dir: Path | None
     test_dir: Path | None
+    # each image's path -> its group (patient joined with near-duplicates), as the split kept it whole
+    groups: dict[str, str] = field(default_factory=dict)
 
 
 def _subset(data: ImageSet, index: np.ndarray) -> ImageSet:
@@ -44,17 +46,37 @@ def patient_groups(paths: tuple[str, ...], pattern: str) -> list[str]:
     return [found.group(0) if (found := regex.search(Path(path).name)) else path for path in paths]
 
 
+def split_groups(sets: Sequence[ImageSet | None], pattern: str, duplicate_distance: int) -> list[list[str]]:
+    """Each image's group, per set: its patient (`pattern`), joined with every near-duplicate within
+    `duplicate_distance` bits of pHash across all the sets (-1: patients only)."""
+    present = [data for data in sets if data is not None]
+    names = [name for data in present for name in patient_groups(data.paths, pattern)]
+    if duplicate_distance >= 0 and names:
+        from mdx.train.near_duplicates import merge_groups, near_pairs, phash_bits
+
+        bits = np.concatenate([phash_bits(data.images) for data in present])
+        names = merge_groups(names, near_pairs(bits, duplicate_distance))
+    result: list[list[str]] = []
+    offset = 0
+    for data in sets:
+        size = 0 if data is None else len(data)
+        result.append(names[offset:offset + size])
+        offset += size
+    return result
+
+
 def stratified_split(data: ImageSet, fraction: float, seed: int, group_pattern: str = "",
-                     warn: Callable[[str], None] | None = None) -> tuple[ImageSet, ImageSet]:
+                     warn: Callable[[str], None] | None = None,
+                     groups: Sequence[str] | None = None) -> tuple[ImageSet, ImageSet]:
     """Split off `fraction` of every class (at least one image each), seeded, whole groups at a time.
 
     Images whose names share a `group_pattern` match (one patient's X-rays) all land on one side:
     a patient seen in training and again in validation makes validation look better than test. A
     class that cannot be split that way (one patient holds most of a tiny subset) is split image by
-    image, with a warning.
+    image, with a warning. `groups` (one per image, from `split_groups`) replaces the pattern's.
     """
     rng = np.random.default_rng(seed)
-    groups = np.asarray(patient_groups(data.paths, group_pattern), dtype=object)
+    groups = np.asarray(patient_groups(data.paths, group_pattern) if groups is None else list(groups), dtype=object)
     held: list[int] = []
     for label in range(len(data.class_names)):
         members = np.flatnonzero(data.labels == label)
@@ -139,6 +161,7 @@ def load_splits(
     on_warning: Callable[[str], None] | None = None,
     test_fraction: float = 0.2,
     split_manifest: Path | None = None,
+    duplicate_distance: int = -1,
 ) -> Splits:
     """Decode `data_dir/train` (and `val`, `test` when present; any spelling of SPLIT_NAMES) with one class order.
 
@@ -155,7 +178,7 @@ def load_splits(
     if not folders and _holds_class_folders(data_dir):
         return _carve_all(data_dir, size=size, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed,
                           max_images_per_class=max_images_per_class, group_pattern=group_pattern, on_skip=on_skip,
-                          on_warning=on_warning)
+                          on_warning=on_warning, duplicate_distance=duplicate_distance)
     if "train" not in folders:
         raise DataError(f"{data_dir}: no train/ folder; expected DATA/train/<class>/*.jpg, one sub-folder per class "
                         "(Training/ and any case are accepted too)")
@@ -172,14 +195,17 @@ def load_splits(
             raise DataError(f"{folder}: class folders {list(present)} differ from {train_dir.name}/'s {list(classes)}; {fix}")
         list_classes(folder)  # refuses an empty class folder
     train = cap_per_class(load_folder(train_dir, size, classes, on_skip=on_skip), max_images_per_class, seed)
+    val = test = None
     if "val" in optional:
         val = cap_per_class(load_folder(optional["val"], size, classes, on_skip=on_skip), max_images_per_class, seed)
-    else:
-        train, val = stratified_split(train, val_fraction, seed, group_pattern, warn=on_warning)
-    test = None
     if "test" in optional:
         test = cap_per_class(load_folder(optional["test"], size, classes, on_skip=on_skip), max_images_per_class, seed)
-    return Splits(train, val, test, classes, train_dir, optional.get("val"), optional.get("test"))
+    train_groups, val_groups, test_groups = split_groups([train, val, test], group_pattern, duplicate_distance)
+    groups = dict(zip(train.paths, train_groups)) | dict(zip(val.paths if val else (), val_groups)) \
+        | dict(zip(test.paths if test else (), test_groups))
+    if val is None:
+        train, val = stratified_split(train, val_fraction, seed, group_pattern, warn=on_warning, groups=train_groups)
+    return Splits(train, val, test, classes, train_dir, optional.get("val"), optional.get("test"), groups)
 
 
 def _holds_class_folders(data_dir: Path) -> bool:
@@ -187,14 +213,16 @@ def _holds_class_folders(data_dir: Path) -> bool:
 
 
 def _carve_all(data_dir: Path, *, size: int, val_fraction: float, test_fraction: float, seed: int,
-               max_images_per_class: int, group_pattern: str, on_skip, on_warning) -> Splits:
+               max_images_per_class: int, group_pattern: str, on_skip, on_warning, duplicate_distance: int) -> Splits:
     """DATA/<class>/ with no split: test first, then validation from the rest, by the same grouping rule."""
     everything = cap_per_class(load_folder(data_dir, size, on_skip=on_skip), max_images_per_class, seed)
-    rest, test = stratified_split(everything, test_fraction, seed, group_pattern, warn=on_warning)
+    groups = dict(zip(everything.paths, split_groups([everything], group_pattern, duplicate_distance)[0]))
+    rest, test = stratified_split(everything, test_fraction, seed, group_pattern, warn=on_warning,
+                                  groups=[groups[p] for p in everything.paths])
     # validation's share of what is left, so that val_fraction stays a share of the whole
     train, val = stratified_split(rest, min(0.49, val_fraction / (1.0 - test_fraction)), seed + 1, group_pattern,
-                                  warn=on_warning)
-    return Splits(train, val, test, everything.class_names, data_dir, None, None)
+                                  warn=on_warning, groups=[groups[p] for p in rest.paths])
+    return Splits(train, val, test, everything.class_names, data_dir, None, None, groups)
 
 
 def _splits_from_manifest(data_dir: Path, manifest: Path, size: int, on_skip) -> Splits:
@@ -208,17 +236,20 @@ def _splits_from_manifest(data_dir: Path, manifest: Path, size: int, on_skip) ->
     if sets["train"] is None or sets["val"] is None:
         raise DataError(f"{manifest}: has no {'train' if sets['train'] is None else 'val'} rows; a split manifest "
                         "for training names train and val images")
-    return Splits(sets["train"], sets["val"], sets["test"], classes, data_dir, None, None)
+    groups = {str(resolve(row, data_dir)): row.group for row in rows}
+    return Splits(sets["train"], sets["val"], sets["test"], classes, data_dir, None, None, groups)
 
 
 def manifest_rows(splits: Splits, group_pattern: str, root: Path) -> list[ManifestRow]:
-    """One row per image of every split (path relative to `root`, sha256, class, split, group)."""
+    """One row per image of every split (path relative to `root`, sha256, class, split, group): the group
+    the split kept whole, else the patient by `group_pattern`."""
     rows: list[ManifestRow] = []
     for name, data in (("train", splits.train), ("val", splits.val), ("test", splits.test)):
         if data is not None:
             files = [Path(p) for p in data.paths]
-            rows += rows_for(name, files, data.labels.tolist(), splits.class_names,
-                             patient_groups(data.paths, group_pattern), root)
+            patients = patient_groups(data.paths, group_pattern)
+            groups = [splits.groups.get(p, patient) for p, patient in zip(data.paths, patients)]
+            rows += rows_for(name, files, data.labels.tolist(), splits.class_names, groups, root)
     return rows
 
 

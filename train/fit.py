@@ -112,7 +112,7 @@ def train(
                          max_images_per_class=config.max_images_per_class, group_pattern=config.val_group_pattern,
                          on_skip=lambda path, reason: log(f"warning: skipped {reason}"),
                          on_warning=lambda message: log(f"warning: {message}"), test_fraction=config.test_fraction,
-                         split_manifest=split_manifest)
+                         split_manifest=split_manifest, duplicate_distance=config.duplicate_distance)
     with staged_dir(out, overwrite=overwrite) as staging:
         keras.utils.set_random_seed(config.seed)
         preprocessing = preprocessing_for(config)

@@ -33,6 +33,7 @@ def train_command(
     val_fraction: float = typer.Option(0.1, help="Share of train/ carved out for validation when there is no val/."),
     test_fraction: float = typer.Option(0.2, help="Share held out for test when DATA is DATA/<class>/ with no split folders."),
     split_manifest: Path | None = typer.Option(None, help="Reuse the split of an earlier run (its train/split_manifest.csv)."),
+    duplicate_distance: int = typer.Option(2, help="Images whose pHash differs in at most this many of 64 bits stay on one side of a split (-1: off)."),
     val_group_pattern: str = typer.Option(
         KERMANY_PATIENT, help="Regex naming a file's patient: validation takes whole patients ('' = image by image)."),
     class_weights: bool = typer.Option(True, "--class-weights/--no-class-weights", help="Weight classes by inverse frequency."),
@@ -56,7 +57,7 @@ def train_command(
     config = TrainConfig(
         input_size=input_size, alpha=alpha, backbone=backbone, weights=weights, head=head, batch_size=batch_size,
         epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
-        lr_finetune=lr_finetune, lr_schedule=lr_schedule, average_epochs=average_epochs, val_fraction=val_fraction, test_fraction=test_fraction, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
+        lr_finetune=lr_finetune, lr_schedule=lr_schedule, average_epochs=average_epochs, val_fraction=val_fraction, test_fraction=test_fraction, duplicate_distance=duplicate_distance, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
         max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
         augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, stretch=stretch, shift=shift, shear=shear, rotation_degrees=rotation,
                                   brightness=brightness, contrast=contrast),

@@ -91,3 +91,43 @@ def test_read_manifest_bad_header_and_unknown_split_refused(tmp_path: Path) -> N
     bad.write_text(",".join(FIELDS) + "\na.jpg,00,A,holdout,a\n")
     with pytest.raises(InputDataError, match=r"m\.csv:2: split 'holdout' is unknown; expected one of train, val, test"):
         read_manifest(bad, tmp_path)
+
+
+@pytest.fixture(scope="module")
+def with_copies(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, str]]]:
+    """20 + 20 X-rays named image by image (no patient pattern applies), 6 of them also stored re-encoded
+    as JPEG quality 70 under another name: near-duplicates a file-name rule cannot see."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("copies")
+    pairs = []
+    for name in ("NORMAL", "PNEUMONIA"):
+        (root / name).mkdir()
+        for index, image in enumerate(sorted((XRAYS / name).iterdir())[:20]):
+            shutil.copy(image, root / name / f"a{index:02d}.jpeg")
+            if index < 3:
+                with Image.open(image) as original:
+                    original.save(root / name / f"z{index:02d}.jpeg", quality=70)
+                pairs.append((f"{name}/a{index:02d}.jpeg", f"{name}/z{index:02d}.jpeg"))
+    return root, pairs
+
+
+def _straddling(root: Path, pairs: list[tuple[str, str]], distance: int, seed: int) -> int:
+    splits = load_splits(root, size=64, val_fraction=0.2, seed=seed, group_pattern="", duplicate_distance=distance)
+    split_of = {row.path: row.split for row in manifest_rows(splits, "", root)}
+    return sum(split_of[a] != split_of[b] for a, b in pairs)
+
+
+def test_load_splits_near_duplicates_never_straddle_two_splits(with_copies) -> None:
+    root, pairs = with_copies
+    assert all(_straddling(root, pairs, 2, seed) == 0 for seed in range(6))
+    # without the hash, the same seeds put some of the copies on both sides: the check above can fail
+    assert sum(_straddling(root, pairs, -1, seed) for seed in range(6)) > 0
+
+
+def test_manifest_groups_join_each_copy_with_its_original(with_copies) -> None:
+    root, pairs = with_copies
+    splits = load_splits(root, size=64, val_fraction=0.2, seed=0, group_pattern="", duplicate_distance=2)
+    group_of = {row.path: row.group for row in manifest_rows(splits, "", root)}
+    assert all(group_of[a] == group_of[b] for a, b in pairs)
+    assert len(set(group_of.values())) >= 40  # distinct children stay apart
