@@ -19,7 +19,7 @@ import numpy as np
 
 from .decision import Decision
 from .errors import InputDataError, UsageError
-from .evaluate import EvaluateConfig, decision_for, is_npz, load_data, predict_parallel, resolve_model_info
+from .evaluate import EvaluateConfig, ParallelRunner, decision_for, is_npz, resolve_model_info, run_stream, stream_data
 from .files import atomic_write_json, file_facts
 from .interpreter import RuntimeInfo, validate_model_file
 from .machine import machine_facts
@@ -124,31 +124,39 @@ def check(
     info = resolve_model_info(candidate_path, config, classifier, need_preprocessing=not is_npz(data))
     decision = decision_for(info, config)
     warnings = _check_reference_info(reference_path, info, decision)
-    dataset = load_data(data, info, skip_unreadable=config.skip_unreadable)
-    candidate_probs = predict_parallel(classifier, dataset.inputs, config)
+    stream = stream_data(data, info, skip_unreadable=config.skip_unreadable)
+    runners = [ParallelRunner(classifier, config)]
     if reference_predict is None:
         reference = config.classifier(validate_model_file(reference_path))
-        reference_probs = predict_parallel(reference, dataset.inputs, config)
+        runners.append(ParallelRunner(reference, config))
         reference_facts = {**file_facts(reference_path), "kind": "tflite", "runtime": reference.runtime.to_dict()}
+        models = [runner.raw for runner in runners]
     else:
         if not reference_path.exists():
             raise UsageError(f"{reference_path}: reference model not found; check the --reference path")
-        reference_probs = np.asarray(reference_predict(dataset.inputs), dtype=np.float32)
         facts = file_facts(reference_path) if reference_path.is_file() else {"path": str(reference_path)}
         reference_facts = {**facts, "kind": reference_path.suffix.lstrip(".") or "folder"}
+        models = [runners[0].raw, reference_predict]
+    try:
+        outputs = run_stream(stream, models)  # both models see each chunk: the inputs are decoded once
+    finally:
+        for runner in runners:
+            runner.close()
+    candidate_probs = classifier.to_probabilities(outputs.raw[0])
+    reference_probs = outputs.raw[1] if reference_predict is not None else reference.to_probabilities(outputs.raw[1])
     if reference_probs.shape != candidate_probs.shape:
         raise InputDataError(
             f"reference outputs {reference_probs.shape} but candidate {candidate_probs.shape}; "
             "compare models with the same classes"
         )
-    parity = compare(reference_probs, candidate_probs, dataset.labels, info.labels, tolerances,
+    parity = compare(reference_probs, candidate_probs, outputs.labels, info.labels, tolerances,
                      threshold=decision.threshold, positive_index=decision.positive_index,
                      n_boot=config.n_boot, seed=config.seed)
     return CheckResult(
         parity=parity,
         candidate={**file_facts(candidate_path), "kind": "tflite", **classifier.describe()},
         reference=reference_facts,
-        data=dataset.facts,
+        data=stream.facts,
         runtime=classifier.runtime,
         model_info=info,
         config=config,

@@ -7,6 +7,8 @@ converted, EXIF orientation is applied, and an unreadable file is refused naming
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -204,3 +206,84 @@ def load_files(files: list[Path], labels: list[int], class_names: tuple[str, ...
         raise InputDataError(f"{where}: none of the {len(files)} images could be read")
     return ImageSet(images=images[: len(kept)], labels=np.asarray(labels, dtype=np.int64)[kept],
                     class_names=tuple(class_names), paths=tuple(str(files[i]) for i in kept))
+
+
+@dataclass(frozen=True, eq=False)
+class ImageChunk:
+    """One bounded slice of a folder: decoded images (n, size, size, 3) uint8, their labels and paths."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    paths: tuple[str, ...]
+
+
+def _decode(path: Path, size: int) -> np.ndarray | InputDataError:
+    try:
+        return load_image(path, size)
+    except InputDataError as exc:  # returned, not raised: the caller reports it in file order
+        return exc
+
+
+def iter_folder(
+    root: Path,
+    size: int,
+    class_names: tuple[str, ...] | None = None,
+    *,
+    skip_unreadable: bool = True,
+    on_skip=None,
+    chunk_size: int = 64,
+    decoders: int = 2,
+) -> Iterator[ImageChunk]:
+    """Decode a folder-per-class tree `chunk_size` images at a time, in the order `load_folder` reads them.
+
+    At most two chunks are decoded at once: the one yielded and the next, decoded by `decoders` threads
+    (pillow releases the GIL while it decodes and resizes) while the caller runs the model on the first.
+    Skipping and errors are those of `load_folder`.
+
+    Raises:
+        InputDataError: as `load_folder`, when the chunk holding the file is reached.
+    """
+    paths, labels, classes = list_images(root, class_names)  # listed now: a bad folder fails before any decoding
+    report = on_skip or (lambda p, r: warnings.warn(f"skipped {r}", stacklevel=3))
+    for file, reason in non_image_files(root, classes):
+        report(file, reason)
+    return _decode_chunks(Path(root), paths, labels, size, skip_unreadable, report, chunk_size, decoders)
+
+
+def iter_files(where: Path, files: list[Path], labels: np.ndarray, size: int, *, skip_unreadable: bool = True,
+               on_skip=None, chunk_size: int = 64, decoders: int = 2) -> Iterator[ImageChunk]:
+    """`iter_folder` for listed files (a split manifest's), named by `where` in errors."""
+    report = on_skip or (lambda p, r: warnings.warn(f"skipped {r}", stacklevel=3))
+    return _decode_chunks(Path(where), list(files), labels, size, skip_unreadable, report, chunk_size, decoders)
+
+
+def _decode_chunks(root: Path, paths: list[Path], labels: np.ndarray, size: int, skip_unreadable: bool, report,
+                   chunk_size: int, decoders: int) -> Iterator[ImageChunk]:
+    starts = range(0, len(paths), chunk_size)
+    kept_any = False
+    with ThreadPoolExecutor(max_workers=max(1, decoders)) as pool:
+        def submit(start: int) -> list[Future]:
+            return [pool.submit(_decode, p, size) for p in paths[start : start + chunk_size]]
+
+        pending = submit(0) if paths else []
+        for start in starts:
+            decoded = [f.result() for f in pending]
+            pending = submit(start + chunk_size) if start + chunk_size < len(paths) else []
+            images, kept = [], []
+            for offset, value in enumerate(decoded):
+                if isinstance(value, InputDataError):
+                    if not skip_unreadable:
+                        for f in pending:
+                            f.cancel()
+                        raise value
+                    report(paths[start + offset], str(value))
+                    continue
+                images.append(value)
+                kept.append(start + offset)
+            del decoded
+            if not kept:
+                continue
+            kept_any = True
+            yield ImageChunk(np.stack(images), labels[kept], tuple(str(paths[i]) for i in kept))
+    if not kept_any:
+        raise InputDataError(f"{root}: none of the {len(paths)} images could be read")

@@ -12,7 +12,7 @@ import numpy as np
 
 from .decision import Decision
 from .errors import InputDataError, UsageError
-from .evaluate import EvaluateConfig, decision_for, resolve_model_info
+from .evaluate import CHUNK_SIZE, EvaluateConfig, decision_for, resolve_model_info
 from .images import load_image
 from .interpreter import RuntimeInfo, validate_model_file
 from .preprocess import Preprocessing
@@ -88,7 +88,9 @@ def predict_images(model_path: Path, images: Sequence[Path], config: EvaluateCon
     preprocessing = info.preprocessing
     if preprocessing is None:  # resolve_model_info requires it for image data; this narrows the type
         raise UsageError("no preprocessing; pass --size, --mean and --std")
-    probs = classifier.predict_proba(load_inputs(images, preprocessing))
+    raw = [classifier.predict_raw(load_inputs(images[i : i + CHUNK_SIZE], preprocessing))
+           for i in range(0, len(images), CHUNK_SIZE)] or [load_inputs(images, preprocessing)]
+    probs = classifier.to_probabilities(np.concatenate(raw))  # decoded CHUNK_SIZE at a time; one softmax rule
     rows = top_k(probs, info.labels, k)
     return PredictResult(
         model=str(model_path), runtime=classifier.runtime, labels=info.labels,

@@ -1,0 +1,95 @@
+"""Streaming evaluation: memory is bounded by the chunk, not the data, and results equal the all-at-once ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mdx.runtime.images as images_module
+from mdx.runtime.classifier import TfliteClassifier
+from mdx.runtime.errors import InputDataError
+from mdx.runtime.evaluate import CHUNK_SIZE, EvaluateConfig, evaluate
+from mdx.runtime.images import iter_folder, load_folder
+from mdx.runtime.metrics import classification_metrics
+from mdx.runtime.model_info import load_model_info
+
+FAST = EvaluateConfig(n_boot=0)
+
+
+def _repeat(xray_folder: Path, target: Path, times: int) -> Path:
+    """A folder of the same images linked `times` over (hardlinks: cheap and real files)."""
+    for class_dir in sorted(p for p in xray_folder.iterdir() if p.is_dir()):
+        out = target / class_dir.name
+        out.mkdir(parents=True)
+        for i in range(times):
+            for image in sorted(class_dir.iterdir()):
+                (out / f"{i:04d}_{image.name}").hardlink_to(image)
+    return target
+
+
+def test_iter_folder_many_images_never_holds_more_than_two_chunks(xray_folder, tmp_path, monkeypatch) -> None:
+    folder = _repeat(xray_folder, tmp_path / "many", 50)  # 300 images
+    real_decode = images_module.load_image
+    live: list[int] = [0]
+    peak: list[int] = [0]
+
+    def counting(path, size):
+        live[0] += 1
+        peak[0] = max(peak[0], live[0])
+        return real_decode(path, size)
+
+    monkeypatch.setattr(images_module, "load_image", counting)
+    seen = 0
+    for chunk in iter_folder(folder, 16, chunk_size=8):
+        assert len(chunk.labels) <= 8
+        seen += len(chunk.labels)
+        live[0] -= len(chunk.labels)  # the consumer is done with this chunk
+    assert seen == 300
+    assert peak[0] <= 2 * 8  # the chunk yielded and the one decoded ahead, never the folder
+
+
+def test_evaluate_many_images_decodes_in_bounded_chunks(model_path, xray_folder, tmp_path, monkeypatch) -> None:
+    folder = _repeat(xray_folder, tmp_path / "many", 50)
+    sizes: list[int] = []
+    real_predict_raw = TfliteClassifier.predict_raw
+
+    def recording(self, inputs):
+        sizes.append(len(inputs))
+        return real_predict_raw(self, inputs)
+
+    monkeypatch.setattr(TfliteClassifier, "predict_raw", recording)
+    result = evaluate(model_path("binary_fp32"), folder, FAST)
+    assert result.metrics["n"] == 300 and len(result.paths) == 300
+    assert max(sizes) <= CHUNK_SIZE and sum(sizes) == 300
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_evaluate_streamed_equals_all_at_once(model_path, xray_folder, tmp_path, workers) -> None:
+    folder = _repeat(xray_folder, tmp_path / "many", 30)  # 180 images: several chunks and a short last one
+    model = model_path("binary_int8")
+    config = EvaluateConfig(n_boot=200, workers=workers)
+    result = evaluate(model, folder, config)
+    # the old path: decode every image into one array, one predict_proba, the same metrics
+    info = load_model_info(model)
+    whole = load_folder(folder, info.preprocessing.size, info.labels)
+    classifier = config.classifier(model)
+    probs = classifier.predict_proba(info.preprocessing.normalize(whole.images))
+    np.testing.assert_array_equal(result.probs, probs)
+    np.testing.assert_array_equal(result.labels, whole.labels)
+    assert result.paths == whole.paths
+    expected = classification_metrics(whole.labels, probs, info.labels, result.decision.threshold,
+                                      result.decision.positive_index, 200, 0)
+    assert result.metrics == expected
+
+
+def test_iter_folder_unreadable_image_is_skipped_in_order_or_refused(xray_folder, tmp_path) -> None:
+    folder = _repeat(xray_folder, tmp_path / "many", 5)
+    bad = folder / "NORMAL" / "0002_broken.png"
+    bad.write_bytes(b"not a png")
+    skipped: list[str] = []
+    chunks = list(iter_folder(folder, 16, on_skip=lambda p, r: skipped.append(str(p)), chunk_size=4))
+    assert skipped == [str(bad)] and sum(len(c.labels) for c in chunks) == 30
+    with pytest.raises(InputDataError, match=r"0002_broken\.png: not a readable image"):
+        list(iter_folder(folder, 16, skip_unreadable=False, chunk_size=4))
