@@ -61,8 +61,17 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main() -> None:
+    """Run the mdx command line: SIGINT (Ctrl-C) and SIGTERM remove staging folders and exit 130.
+
+    A caller that starts mdx with SIGINT ignored (`cmd &` in a script, `nohup`, CI runners that start jobs
+    so) keeps it ignored: POSIX asks a child to keep ignoring what its caller ignores, so Ctrl-C meant for
+    the foreground does not reach background work. SIGTERM still stops mdx cleanly then.
+    """
     # SIGTERM (kill, systemd, CI timeouts) unwinds like Ctrl-C, so staging folders are removed on the way out
     signal.signal(signal.SIGTERM, _interrupt)
+    # Python leaves an inherited SIG_IGN alone; say so here rather than rely on it, and take SIGINT otherwise
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _interrupt)
     app(prog_name="mdx")
 
 

@@ -4,6 +4,10 @@ Each command runs as a subprocess through a small shim that slows `os.fsync` (ev
 goes through it) and announces the write, so the signal lands while the stage is writing. After the
 signal: exit 130 and one `error: interrupted` line, no record.json of the unfinished stage, no
 staging folder or temporary file; and the same command then runs to completion.
+
+Each child is started with the signal dispositions its test is about, not the ones pytest inherited: a
+suite started as `make test &`, under `nohup` or by a CI runner hands SIGINT down ignored, and a child
+that inherits that keeps ignoring it (as mdx means to; tested below).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -49,12 +54,27 @@ main()
 """
 
 
+def _dispositions(*, sigint_ignored: bool = False) -> Callable[[], None]:
+    """A `preexec_fn` that gives the child SIGINT ignored or default (Python then raises KeyboardInterrupt
+    on it) and SIGTERM default, whatever the test process inherited."""
+    def preexec() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN if sigint_ignored else signal.SIG_DFL)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return preexec
+
+
+def _start(args: list[object], cwd: Path, env: dict[str, str], *, sigint_ignored: bool = False) -> subprocess.Popen[str]:
+    """`mdx ARGS` via the shim, in its own process, with stdout and stderr piped."""
+    return subprocess.Popen([sys.executable, "-c", SHIM, *map(str, args)], cwd=cwd, env={**os.environ, **env},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_dispositions(sigint_ignored=sigint_ignored))
+
+
 def _run_and_signal(args: list[object], sig: signal.Signals, cwd: Path, *, ready: str, env: dict[str, str],
                     watch: Path | None = None, settle: float = 0.0, timeout: float = 180) -> tuple[int, str]:
     """Start `mdx ARGS` via the shim; send `sig` once stderr shows `ready` (or, with `watch`, once a
     staging folder appears under it); return (exit code, stderr)."""
-    process = subprocess.Popen([sys.executable, "-c", SHIM, *map(str, args)], cwd=cwd, env={**os.environ, **env},
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _start(args, cwd, env)
     timer = threading.Timer(timeout, process.kill)
     timer.start()
     lines: list[str] = []
@@ -158,10 +178,47 @@ def test_mdx_bench_interrupted_writes_no_json(sig: signal.Signals, moment: str, 
     assert not target.exists() and not leftovers(tmp_path)
 
 
+def test_mdx_bench_started_with_sigint_ignored_keeps_ignoring_it_sigterm_exits_130(tmp_path: Path) -> None:
+    """POSIX: a caller that ignores SIGINT (`&`, nohup) has its child ignore it too; SIGTERM still stops mdx."""
+    target = tmp_path / "bench.json"
+    process = _start(["bench", golden(), "--json", target, "--min-seconds", "600"], tmp_path, {"MARK_TIMING": "1"},
+                     sigint_ignored=True)
+    timer = threading.Timer(120, process.kill)
+    timer.start()
+    try:
+        lines = []
+        for line in process.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if TIMING in line:  # main() has set its handlers; the timing loop runs for 10 minutes
+                break
+        assert process.poll() is None, "".join(lines) + process.stderr.read()  # type: ignore[union-attr]
+        assert _sigint_ignored(process.pid)
+        process.send_signal(signal.SIGINT)
+        time.sleep(2.0)  # the SigIgn mask above is the sharp check; this one shows mdx did not exit on SIGINT
+        still_running = process.poll() is None
+        process.send_signal(signal.SIGTERM)
+        stderr = "".join(lines) + process.communicate()[1]
+    finally:
+        timer.cancel()
+    assert still_running, stderr[-3000:]
+    _assert_interrupted(process.returncode, stderr)
+    assert not target.exists() and not leftovers(tmp_path)
+
+
+def _sigint_ignored(pid: int) -> bool:
+    """SIGINT's bit in the process's SigIgn mask in /proc; True where /proc is missing (the exit code decides)."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return True
+    ignored = next(line for line in status.read_text().splitlines() if line.startswith("SigIgn:"))
+    return bool(int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1)))
+
+
 def test_python_m_runtime_bench_sigterm_exits_130_no_json(tmp_path: Path) -> None:
     target = tmp_path / "bench.json"
     process = subprocess.Popen([sys.executable, "-m", "runtime", "bench", str(golden()), "--min-seconds", "600",
-                                "--json", str(target)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+                                "--json", str(target)], cwd=REPO, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_dispositions())
     _wait_for_sigterm_handler(process.pid)
     time.sleep(1.0)  # past the probe, into the timing loop
     process.send_signal(signal.SIGTERM)
