@@ -22,7 +22,7 @@ from .configs import JsonConfig, check_threads
 from .decision import Decision, decide
 from .errors import InputDataError, UsageError
 from .files import atomic_write_bytes, atomic_write_json, file_facts
-from .images import iter_files, iter_folder
+from .images import ImageChunk, iter_files, iter_folder
 from .interpreter import RUNTIMES, RuntimeInfo, validate_model_file
 from .machine import machine_facts
 from .manifest import MANIFEST_SUFFIX, manifest_root, read_manifest, split_files
@@ -185,12 +185,15 @@ def stream_data(data: Path, info: ModelInfo, *, skip_unreadable: bool = True,
     images = iter_folder(path, preprocessing.size, info.labels, skip_unreadable=skip_unreadable, chunk_size=chunk_size,
                          on_skip=lambda p, reason: skipped.append({"path": str(p), "reason": reason}))
 
-    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
-        for chunk in images:
-            facts["n"] += len(chunk.labels)
-            yield preprocessing.normalize(chunk.images), chunk.labels, chunk.paths
+    return DataStream(_normalized(images, preprocessing, facts), info.labels, facts)
 
-    return DataStream(chunks(), info.labels, facts)
+
+def _normalized(images: Iterator[ImageChunk], preprocessing: Preprocessing,
+                facts: dict[str, Any]) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
+    """Decoded chunks as model inputs, counting the images into `facts["n"]` as they pass."""
+    for chunk in images:
+        facts["n"] += len(chunk.labels)
+        yield preprocessing.normalize(chunk.images), chunk.labels, chunk.paths
 
 
 def load_data(data: Path, info: ModelInfo, *, skip_unreadable: bool = True) -> Dataset:
@@ -248,12 +251,7 @@ def _stream_manifest_test(path: Path, info: ModelInfo, skip_unreadable: bool, ch
                         skip_unreadable=skip_unreadable, chunk_size=chunk_size,
                         on_skip=lambda p, reason: skipped.append({"path": str(p), "reason": reason}))
 
-    def chunks() -> Iterator[tuple[np.ndarray, np.ndarray, tuple[str, ...]]]:
-        for chunk in images:
-            facts["n"] += len(chunk.labels)
-            yield preprocessing.normalize(chunk.images), chunk.labels, chunk.paths
-
-    return DataStream(chunks(), info.labels, facts)
+    return DataStream(_normalized(images, preprocessing, facts), info.labels, facts)
 
 
 def predict_parallel(first: TfliteClassifier, inputs: np.ndarray, config: EvaluateConfig) -> np.ndarray:

@@ -93,3 +93,23 @@ def test_iter_folder_unreadable_image_is_skipped_in_order_or_refused(xray_folder
     assert skipped == [str(bad)] and sum(len(c.labels) for c in chunks) == 30
     with pytest.raises(InputDataError, match=r"0002_broken\.png: not a readable image"):
         list(iter_folder(folder, 16, skip_unreadable=False, chunk_size=4))
+
+
+def test_evaluate_split_manifest_streams_its_test_rows_only(model_path, xray_folder: Path, tmp_path: Path) -> None:
+    """A run's split_manifest.csv as DATA: only its test rows are evaluated, resolved under the record's data.root."""
+    import json
+
+    from mdx.runtime.evaluate import EvaluateConfig, evaluate
+    from mdx.runtime.files import sha256_file
+    from mdx.runtime.manifest import ManifestRow, write_manifest
+
+    files = sorted(p for p in xray_folder.rglob("*") if p.is_file())
+    rows = [ManifestRow(f.relative_to(xray_folder).as_posix(), sha256_file(f), f.parent.name,
+                        "test" if i % 2 else "train", f.name) for i, f in enumerate(files)]
+    run = tmp_path / "train"
+    run.mkdir()
+    manifest = write_manifest(rows, run / "split_manifest.csv")
+    (run / "record.json").write_text(json.dumps({"data": {"root": str(xray_folder)}}))
+    result = evaluate(model_path("binary_fp32"), manifest, EvaluateConfig(n_boot=0))
+    assert result.metrics["n"] == sum(row.split == "test" for row in rows) == 3
+    assert result.to_dict()["data"]["kind"] == "manifest"
