@@ -190,8 +190,8 @@ def load_splits(
         present = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
         if present != classes:
             missing = [name for name in classes if name not in present]
-            fix = (f"add {folder / missing[0]}/ with images, or remove that class from {train_dir.name}/" if missing
-                   else "every split needs the same class folders")
+            fix = "every split needs the same class folders" + (
+                f": add {folder / missing[0]}/ with images, or remove that class from {train_dir.name}/" if missing else "")
             raise DataError(f"{folder}: class folders {list(present)} differ from {train_dir.name}/'s {list(classes)}; {fix}")
         list_classes(folder)  # refuses an empty class folder
     train = cap_per_class(load_folder(train_dir, size, classes, on_skip=on_skip), max_images_per_class, seed)

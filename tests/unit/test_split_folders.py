@@ -57,7 +57,7 @@ def test_load_splits_class_missing_from_test_named_with_the_fix(tmp_path: Path) 
         shutil.copytree(MRI / split, tmp_path / split)
     shutil.rmtree(tmp_path / "Testing" / "no_tumor")
     with pytest.raises(DataError, match=r"Testing: class folders \['glioma_tumor', 'meningioma_tumor', 'pituitary_tumor'\] "
-                                        r"differ from Training/'s .*; add .*Testing/no_tumor/ with images, or remove "
+                                        r"differ from Training/'s .*; every split needs the same class folders: add .*Testing/no_tumor/ with images, or remove "
                                         r"that class from Training/"):
         load_splits(tmp_path, size=64, val_fraction=0.25, seed=0)
 
