@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from mdx.cli.app import app, log
+from mdx.cli.commands_audit import AUDIT_HELP, STRICT_AUDIT_HELP, run_audit
 from mdx.train.config import KERMANY_PATIENT
 
 DEFAULT_DATA = Path("data/chest_xray")
@@ -50,6 +51,8 @@ def train_command(
     max_images_per_class: int = typer.Option(0, help="Use at most this many images per class and split (0 = all)."),
     strategy: str = typer.Option("default", help="default, mirrored or multiworker (tf.distribute; TF_CONFIG for workers)."),
     seed: int = typer.Option(0),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help=AUDIT_HELP),
+    strict_audit: bool = typer.Option(False, "--strict-audit", help=STRICT_AUDIT_HELP),
 ) -> None:
     """Train a MobileNetV2 transfer-learning classifier on a folder-per-class data set."""
     from mdx.train.config import Augmentation, TrainConfig
@@ -65,6 +68,8 @@ def train_command(
     from mdx.train.fit import train
 
     run = out if out is not None else Path("runs") / data_dir.resolve().name
+    if audit:
+        run_audit(data_dir, run, duplicate_distance=duplicate_distance, strict=strict_audit, quiet=True)
     result = train(data_dir, config, run / "train", overwrite=overwrite, log=log, split_manifest=split_manifest)
     test = result.metrics.get("test")
     summary = (f"  test accuracy {test['accuracy']['value']:.3f}  AUC {test['auc']['value']:.3f}" if test else "")

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from mdx.cli.app import app, log
 from mdx.cli.app import out as stdout
+from mdx.cli.commands_audit import AUDIT_HELP, STRICT_AUDIT_HELP
 from mdx.cli.commands_fit import DEFAULT_DATA
 
 
@@ -26,6 +27,8 @@ def pipeline_command(
     variants: str = typer.Option("int8", help="Comma-separated variants besides fp32: fp16, dynamic, int8, int8-fallback."),
     threads: str = typer.Option("1", help="Thread counts to time, comma-separated."),
     split_manifest: Path | None = typer.Option(None, help="Reuse the split of an earlier run (its train/split_manifest.csv)."),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help=AUDIT_HELP),
+    strict_audit: bool = typer.Option(False, "--strict-audit", help=STRICT_AUDIT_HELP),
 ) -> None:
     """Train, convert (fp32 + int8), evaluate and time on a data set, end to end; prints one table."""
     from mdx.errors import ConfigError
@@ -51,7 +54,7 @@ def pipeline_command(
     except ValueError:
         raise ConfigError(f"--threads {threads!r} must be comma-separated integers, e.g. 1,2") from None
     pipeline = PipelineConfig(variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
-                              bench_threads=thread_counts)
+                              bench_threads=thread_counts, audit=audit, strict_audit=strict_audit)
     result = run_pipeline(data_dir, config, pipeline, out, overwrite=overwrite, log=log, split_manifest=split_manifest)
 
     table = Table(title=f"mdx pipeline: {data_dir} -> {out}")
