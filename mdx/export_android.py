@@ -26,6 +26,7 @@ from mdx.records import RECORD_NAME, read_record, staged_dir, write_record
 from mdx.runtime.decision import is_probability
 from mdx.runtime.errors import UsageError
 from mdx.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text, file_facts, sha256_file
+from mdx.runtime.manifest import MANIFEST_NAME
 from mdx.runtime.preprocess import Preprocessing
 from mdx.variants import Quantization
 
@@ -133,6 +134,8 @@ def _read_train(run: Path, labels: tuple[str, ...]) -> tuple[dict[str, Any], Pat
         raise ArtifactError(f"{where} labels {record.get('labels')} differ from the converted model's {list(labels)}; "
                             "reconvert the run with --overwrite")
     test_dir = (record.get("data") or {}).get("test_dir")
+    if not test_dir and (train / MANIFEST_NAME).is_file():  # a split mdx carved: its test rows
+        return record, train / MANIFEST_NAME
     if not test_dir:
         raise DataError(f"{where} names no data.test_dir; golden vectors need real test images (retrain with a test split)")
     path = Path(test_dir)
@@ -243,7 +246,7 @@ def export_android(run: Path, config: ExportConfig, *, on_log: Log | None = None
     _check_io(variant.io, actual, variant)
     images = gold.pick_images(test_dir, variant.labels, config.golden_count)
     decision = _decision(variant, train, run)
-    golden = gold.compute_golden(classifier, variant.preprocessing, images, test_dir, decision[0])
+    golden = gold.compute_golden(classifier, variant.preprocessing, images, gold.test_images_root(test_dir), decision[0])
     model_sha, model_bytes = sha256_file(model), model.stat().st_size
     model_config = _model_config(variant, config, model_sha, model_bytes, actual, decision, golden, run)
 

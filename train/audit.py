@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mdx.errors import ConfigError, DataError
-from mdx.runtime.images import IMAGE_SUFFIXES, non_image_files
+from mdx.runtime.images import class_files, non_image_files
 from mdx.train.data import split_folders
 from mdx.train.label_issues import LabelIssue, label_issues
 from mdx.train.near_duplicates import near_pairs_with_distance
@@ -134,14 +134,7 @@ def _list_split(folder: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
     """Images and class indices of one split, leniently: an audit reports an empty or missing class (training
     refuses it, with its own message), it does not stop at it."""
     classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
-    paths: list[Path] = []
-    labels: list[int] = []
-    for index, name in enumerate(classes):
-        for file in sorted((folder / name).iterdir()):
-            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(file)
-                labels.append(index)
-    return paths, labels, classes
+    return (*class_files(folder, classes), classes)
 
 
 def read_facts(path: Path, split: str, label: str) -> ImageFacts | str:
