@@ -9,6 +9,7 @@ that predicts the class far above chance (train/shortcuts.py).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
@@ -25,6 +26,7 @@ from mdx.train.near_duplicates import near_pairs_with_distance
 from mdx.train.shortcuts import NUMERIC_PROPERTIES, Shortcut, shortcuts
 
 CORNER_SHARE = 0.1  # each corner patch is this share of the side: where L/R markers and text sit
+PARALLEL_FROM = 400  # images: below it, starting worker processes costs more than it saves
 ALL = "all"  # the split name of a DATA/<class>/ folder that has no split folders
 
 
@@ -67,6 +69,7 @@ class ImageFacts:
     file_bytes: int
     brightness: float  # mean grey level, 0-255 (16-bit images scaled down)
     corner_highlights: float  # the largest share of a corner patch among the image's brightest 1% of pixels
+    phash: str = ""  # the 64-bit perceptual hash, hex ("" when near-duplicates are off)
 
 
 @dataclass(frozen=True)
@@ -137,8 +140,8 @@ def _list_split(folder: Path) -> tuple[list[Path], list[int], tuple[str, ...]]:
     return (*class_files(folder, classes), classes)
 
 
-def read_facts(path: Path, split: str, label: str) -> ImageFacts | str:
-    """The facts of one image, or the one-line reason it cannot be read."""
+def read_facts(path: Path, split: str, label: str, with_hash: bool = True) -> ImageFacts | str:
+    """The facts of one image (decoded once, hash included), or the one-line reason it cannot be read."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -146,6 +149,7 @@ def read_facts(path: Path, split: str, label: str) -> ImageFacts | str:
             image.load()
             image_format, mode, (width, height) = image.format or path.suffix.lstrip(".").upper(), image.mode, image.size
             grey = _grey(image)
+            hashed = _phash_hex(image) if with_hash else ""
     except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
         return f"{path}: not a readable image ({type(exc).__name__}: {exc}); remove it or replace it with a PNG/JPEG"
     side_h, side_w = max(1, round(height * CORNER_SHARE)), max(1, round(width * CORNER_SHARE))
@@ -153,7 +157,23 @@ def read_facts(path: Path, split: str, label: str) -> ImageFacts | str:
     # markers and burnt-in text are the brightest pixels of a radiograph, and they sit in a corner
     highlight = np.percentile(grey, 99.0)
     return ImageFacts(str(path), split, label, image_format, mode, width, height, path.stat().st_size,
-                      float(grey.mean()), float(max(np.mean(c >= highlight) for c in corners)))
+                      float(grey.mean()), float(max(np.mean(c >= highlight) for c in corners)), hashed)
+
+
+def _read_task(task: tuple[str, str, str, bool]) -> ImageFacts | str:
+    path, split, label, with_hash = task
+    return read_facts(Path(path), split, label, with_hash)
+
+
+def read_all(tasks: list[tuple[str, str, str, bool]]) -> list[ImageFacts | str]:
+    """`read_facts` of every task, in order, over the CPU's cores when there are enough images to pay for it."""
+    workers = min(os.cpu_count() or 1, 8)
+    if workers < 2 or len(tasks) < PARALLEL_FROM:
+        return [_read_task(task) for task in tasks]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(_read_task, tasks, chunksize=64))
 
 
 def _grey(image) -> np.ndarray:
@@ -166,12 +186,18 @@ def _grey(image) -> np.ndarray:
 
 
 def phash(path: Path) -> np.ndarray:
-    """The packed 64-bit pHash of one image, as train/near_duplicates.py hashes decoded images."""
-    import imagehash
+    """The packed 64-bit pHash of one image file, (8,) uint8."""
     from PIL import Image
 
     with Image.open(path) as image:
-        return np.packbits(imagehash.phash(image.convert("RGB").convert("L")).hash.flatten())
+        return np.frombuffer(bytes.fromhex(_phash_hex(image)), dtype=np.uint8)
+
+
+def _phash_hex(image) -> str:
+    """imagehash's pHash of a decoded image via RGB, as train/near_duplicates.py hashes decoded images."""
+    import imagehash
+
+    return np.packbits(imagehash.phash(image.convert("RGB").convert("L")).hash.flatten()).tobytes().hex()
 
 
 def layout(data_dir: Path) -> dict[str, Path]:
@@ -202,13 +228,13 @@ def audit(data_dir: Path, config: AuditConfig = AuditConfig()) -> AuditResult:
         classes = tuple(sorted(set(classes) | set(found)))
         unreadable += [(str(file), reason) for file, reason in non_image_files(folder, found)]
         counts[split] = {name: 0 for name in found}
-        for path, label in zip(paths, labels):
-            read = read_facts(path, split, found[label])
+        tasks = [(str(path), split, found[label], config.duplicate_distance >= 0) for path, label in zip(paths, labels)]
+        for (path, _, label, _), read in zip(tasks, read_all(tasks)):
             if isinstance(read, str):
-                unreadable.append((str(path), read))
+                unreadable.append((path, read))
                 continue
             facts.append(read)
-            counts[split][found[label]] += 1
+            counts[split][label] += 1
     pairs, within, across = _near_duplicates(facts, config)
     warnings = [f"{folders[split]}: no images of class {', '.join(missing)}; every split needs every class"
                 for split in counts if (missing := [c for c in classes if not counts[split].get(c)])]
@@ -268,7 +294,7 @@ def ks_distance(a: np.ndarray, b: np.ndarray) -> float:
 def _near_duplicates(facts: list[ImageFacts], config: AuditConfig) -> tuple[list[NearPair], int, int]:
     if config.duplicate_distance < 0 or len(facts) < 2:
         return [], 0, 0
-    bits = np.stack([phash(Path(f.path)) for f in facts])
+    bits = np.stack([np.frombuffer(bytes.fromhex(f.phash), dtype=np.uint8) for f in facts])
     listed: dict[bool, list[NearPair]] = {True: [], False: []}
     count = {True: 0, False: 0}
     for i, j, distance in near_pairs_with_distance(bits, config.duplicate_distance):

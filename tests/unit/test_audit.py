@@ -3,6 +3,7 @@ without one is not; near-duplicates across splits are listed and `--strict` refu
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -176,3 +177,14 @@ def test_audit_reports_a_class_missing_from_a_split_instead_of_stopping(tmp_path
     result = audit(data, AuditConfig(duplicate_distance=-1))
     assert result.splits["test"] == {"a": 6}
     assert any(w.endswith("test: no images of class b; every split needs every class") for w in result.warnings)
+
+
+def test_audit_over_worker_processes_equals_the_serial_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mdx.train.audit as stage
+
+    data = make_set(tmp_path / "data", marker=True)
+    serial = audit(data, AuditConfig())
+    monkeypatch.setattr(stage, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(stage.os, "cpu_count", lambda: 2)
+    parallel = audit(data, AuditConfig())
+    assert dataclasses.replace(parallel, seconds=0) == dataclasses.replace(serial, seconds=0)
