@@ -114,7 +114,10 @@ def _golden(contract: Any, out: Path) -> list[Path]:
     for k, source in enumerate(golden.sources):
         name = f"{k}.png"
         written.append(atomic_write_bytes(out / name, png_bytes(golden.pixels[k])))
+        tensor = golden.inputs[k]
         images.append({"file": name, "source": source, "label": int(golden.labels[k]),
+                       # the exact tensor the harness fed the model (little-endian), for a bit-exact check
+                       "input_sha256": hashlib.sha256(tensor.astype(tensor.dtype.newbyteorder("<")).tobytes()).hexdigest(),
                        "probabilities": [float(v) for v in golden.probabilities[k]],
                        "class_index": int(golden.classes[k])})
     index = {"model_sha256": contract.config["model"]["sha256"], "input_dtype": contract.input_dtype,

@@ -217,7 +217,10 @@ async function classify(file) {
                         `${MAX_BYTES / 1e6} MB limit; downscale or re-compress it`);
   }
   const {rgba, width, height} = await decodePixels(file, config.input.size);
-  const input = new Tensor(inputTensorData(rgba, config), [1, config.input.size, config.input.size, 3]);
+  const data = inputTensorData(rgba, config);
+  // the tensor's digest, compared with the harness's in tests: preprocessing must be bit-exact
+  const inputSha256 = await sha256Hex(new Uint8Array(data.buffer));
+  const input = new Tensor(data, [1, config.input.size, config.input.size, 3]);
   let raw;
   let ms;
   try {
@@ -229,7 +232,7 @@ async function classify(file) {
   } finally {
     input.delete();
   }
-  return {...decide(raw, config), ms, width, height};
+  return {...decide(raw, config), ms, width, height, inputSha256};
 }
 
 function showResult(file, result) {
@@ -239,6 +242,7 @@ function showResult(file, result) {
   row.dataset.classIndex = String(result.index);
   row.dataset.probabilities = JSON.stringify(result.probabilities);
   row.dataset.ms = String(result.ms);
+  row.dataset.inputSha256 = result.inputSha256;
   const thumb = document.createElement('img');
   thumb.className = 'thumb';
   thumb.alt = file.name;

@@ -116,7 +116,8 @@ class Browser:
         port = port_file.read_text().split()[0]
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as reply:
             target = next(t for t in json.load(reply) if t["type"] == "page")
-        self.ws = connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self._connection = connect(target["webSocketDebuggerUrl"], max_size=None, open_timeout=10)
+        self.ws = self._connection.__enter__()
         self.next_id = 0
         self.requests: list[str] = []
         self.exceptions: list[str] = []
@@ -197,7 +198,8 @@ class Browser:
         return self.evaluate("""({
             results: [...document.querySelectorAll('#results tbody tr')].map(r => ({
                 file: r.dataset.file, index: Number(r.dataset.classIndex),
-                probabilities: JSON.parse(r.dataset.probabilities), ms: Number(r.dataset.ms)})),
+                probabilities: JSON.parse(r.dataset.probabilities), ms: Number(r.dataset.ms),
+                input_sha256: r.dataset.inputSha256})),
             errors: [...document.querySelectorAll('#errors li')].map(li => li.textContent),
             state: document.body.dataset.state, facts: document.getElementById('facts').textContent,
             disclaimer: document.getElementById('disclaimer').textContent,
@@ -206,7 +208,7 @@ class Browser:
     def close(self) -> None:
         try:
             if hasattr(self, "ws"):
-                self.ws.close()
+                self._connection.__exit__(None, None, None)
         finally:
             self.process.terminate()
             try:
