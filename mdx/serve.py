@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from mdx.errors import ArtifactError
 from mdx.model_contract import CONFIG_NAME
@@ -28,7 +28,7 @@ ISOLATION_HEADERS = {
 class IsolatedHandler(SimpleHTTPRequestHandler):
     """SimpleHTTPRequestHandler plus the isolation headers, the wasm MIME type, and quiet logs."""
 
-    extensions_map = {**SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
+    extensions_map: ClassVar[dict[str, str]] = {**SimpleHTTPRequestHandler.extensions_map, ".wasm": "application/wasm",
                       ".js": "text/javascript", ".map": "application/json", ".json": "application/json"}
 
     def end_headers(self) -> None:
@@ -36,7 +36,7 @@ class IsolatedHandler(SimpleHTTPRequestHandler):
             self.send_header(name, value)
         super().end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)
+    def log_message(self, format: str, *args: Any) -> None:
         """Requests are not printed: the terminal shows the one line saying where the page is."""
 
 

@@ -29,8 +29,8 @@ def fix_batch(model: bytes) -> tuple[bytes, int]:
         for tensor in subgraph.tables(_TENSORS):
             at = tensor.vector_position(_SHAPE_SIGNATURE)
             shape = tensor.vector(_SHAPE, "i")
-            if at and struct.unpack_from("<I", buf, at)[0] > 0 and shape[:1] == (1,):
-                if struct.unpack_from("<i", buf, at + 4)[0] == -1:
-                    struct.pack_into("<i", buf, at + 4, 1)
-                    changed += 1
+            dynamic = at and struct.unpack_from("<I", buf, at)[0] > 0 and struct.unpack_from("<i", buf, at + 4)[0] == -1
+            if dynamic and shape[:1] == (1,):
+                struct.pack_into("<i", buf, at + 4, 1)
+                changed += 1
     return bytes(buf), changed

@@ -79,7 +79,7 @@ class Server:
         paths = self.paths
 
         class Recording(serve.IsolatedHandler):
-            def do_GET(self) -> None:  # noqa: N802 (the base class's name)
+            def do_GET(self) -> None:
                 paths.append(self.path)
                 super().do_GET()
 

@@ -57,7 +57,7 @@ def _mismatches(shown: dict[str, Any], images: list[dict[str, Any]], tolerance: 
 
 def _same_origin(browser: Any, origin: str) -> None:
     assert browser.requests, "no request was recorded: the recording is broken"
-    foreign = [url for url in browser.requests if not (url.startswith(origin + "/") or url.startswith(("blob:", "data:")))]
+    foreign = [url for url in browser.requests if not url.startswith((origin + "/", "blob:", "data:"))]
     assert not foreign, f"requests to other origins: {foreign}"
 
 
