@@ -166,5 +166,7 @@ def serve_command(
     out.print(f"serving {folder} at http://{bound_host}:{bound_port}/ (cross-origin isolated); Ctrl-C stops")
     try:
         server.serve_forever()
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error, nothing to clean up
+        out.print("serve: stopped")
     finally:
         server.server_close()
