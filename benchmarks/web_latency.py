@@ -12,7 +12,8 @@ and timed four ways on the same machine, interleaved over rounds so load drifts 
 
 The page's time is what it shows per image: `model.run()` plus reading the output (no decoding or
 preprocessing), fed the first golden image N times through its file input. The first `--warmup` images
-of each round are dropped. Reported: p50 per way and the browser/python ratio at equal threads.
+of each round are dropped. Reported: p50 and min per way and the browser/python ratios at equal threads
+(min is the steadier one on a loaded machine: each way runs its images back to back within a round).
 
     python benchmarks/web_latency.py RUN [--images 40] [--rounds 3]
     -> benchmarks/results/<hostname>-<simd>/web_latency.json
@@ -132,11 +133,14 @@ def main() -> None:
     figures: dict[str, Any] = {}
     for variant, by_way in times.items():
         stats = {way: percentiles(ms) for way, ms in by_way.items()}
-        p50 = {way: s["p50_ms"] for way, s in stats.items()}
-        figures[variant] = {**stats,
-                            "browser_over_python_1_thread": round(p50["browser_1_thread"] / p50["python_1_thread"], 3),
-                            "browser_over_python_threads": round(p50["browser_threads"] / p50["python_2_threads"], 3),
-                            "browser_threads_speedup": round(p50["browser_1_thread"] / p50["browser_threads"], 3)}
+        ratios = {}
+        for key in ("p50_ms", "min_ms"):  # min: the least disturbed run, the steadier figure on a loaded machine
+            at = {way: s[key] for way, s in stats.items()}
+            tag = key.removesuffix("_ms")
+            ratios.update({f"browser_over_python_1_thread_{tag}": round(at["browser_1_thread"] / at["python_1_thread"], 3),
+                           f"browser_over_python_threads_{tag}": round(at["browser_threads"] / at["python_2_threads"], 3),
+                           f"browser_threads_speedup_{tag}": round(at["browser_1_thread"] / at["browser_threads"], 3)})
+        figures[variant] = {**stats, **ratios}
     record = json.loads((pages["fp32"] / "record.json").read_text())
     payload = {**info, "figures": figures,
                "settings": {"run": str(args.run.resolve()), "images": args.images, "warmup": args.warmup,
