@@ -107,7 +107,7 @@ def _huge_png(path: Path, side: int = 20000) -> Path:
 
 
 def test_web_page_bad_files_show_errors_and_page_keeps_classifying(
-        pages: dict[str, Path], browser: Any, serve: Any, tmp_path: Path) -> None:
+        pages: dict[str, Path], browser: Any, serve: Any, tmp_path: Path, web: Any) -> None:
     page = pages["fp32"]
     server = serve(page)
     assert browser.open(f"{server.origin}/index.html") == "ready"
@@ -115,11 +115,14 @@ def test_web_page_bad_files_show_errors_and_page_keeps_classifying(
     not_image.write_text("these are notes, not an image\n")
     huge = _huge_png(tmp_path / "huge.png")
     paths, images = _golden(page)
-    shown = browser.feed([not_image, huge, paths[0]])
+    jpeg = sorted((web.XRAYS / "NORMAL").glob("*.jpeg"))[0]  # 224 px: decoded and resized by the browser
+    shown = browser.feed([not_image, huge, jpeg, paths[0]])
     assert shown["errors"] == [
         "notes.png: not a PNG or JPEG image; choose a .png or .jpg file",
         "huge.png: 20000 x 20000 pixels is more than this page's 40 megapixel limit; downscale it first",
     ]
+    assert shown["results"][0]["file"] == jpeg.name and sum(shown["results"][0]["probabilities"]) == pytest.approx(1)
+    shown["results"] = shown["results"][1:]
     assert _mismatches(shown, images[:1], _tolerance(page)) == []  # the page went on after both errors
     assert not browser.crashed and not browser.exceptions
     _same_origin(browser, server.origin)
