@@ -115,7 +115,7 @@ def test_web_page_bad_files_show_errors_and_page_keeps_classifying(
     not_image.write_text("these are notes, not an image\n")
     huge = _huge_png(tmp_path / "huge.png")
     paths, images = _golden(page)
-    jpeg = sorted((web.XRAYS / "NORMAL").glob("*.jpeg"))[0]  # 224 px: decoded and resized by the browser
+    jpeg = min((web.XRAYS / "NORMAL").glob("*.jpeg"))  # 224 px: decoded and resized by the browser
     shown = browser.feed([not_image, huge, jpeg, paths[0]])
     assert shown["errors"] == [
         "notes.png: not a PNG or JPEG image; choose a .png or .jpg file",
