@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -108,8 +109,13 @@ def test_audit_of_an_unsplit_folder_and_an_unreadable_file(tmp_path: Path) -> No
     assert "broken.png: not a readable image" in result.unreadable[0][1]
 
 
-def test_audit_runs_without_tensorflow() -> None:
-    assert "tensorflow" not in sys.modules, "importing mdx.train.audit pulled in TensorFlow"
+def test_audit_runs_without_tensorflow(tmp_path: Path) -> None:
+    """In a fresh interpreter: the audit of a real folder (and `mdx audit`'s module) imports no TensorFlow."""
+    data = make_set(tmp_path / "data")
+    code = ("import sys; from mdx.train.audit import audit; import mdx.cli.commands_audit; "
+            f"audit({str(data)!r}); assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:3]")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-800:]
 
 
 @pytest.mark.parametrize("distance", [-2, 65])
