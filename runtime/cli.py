@@ -1,6 +1,6 @@
 """`python -m runtime …`: the harness's own command line (argparse: a board has no typer or rich).
 
-Subcommands evaluate, predict, bench, check and probe print plain tables and can write JSON. Any
+Subcommands evaluate, predict, explain, bench, check and probe print plain tables and can write JSON. Any
 harness error becomes one line `error: …` on stderr and its exit code: 1 error, 2 usage, 3 tolerance.
 The option parsers and table rows here are shared with `mdx`'s commands.
 """
@@ -120,6 +120,21 @@ def parity_rows(parity: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+EXPLAIN_HEADERS = ("image", "class", "probability", "map max", "border share")
+
+
+def explain_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Rows under EXPLAIN_HEADERS for an ExplainResult.to_dict()."""
+    return [(e["path"], e["class"], f"{e['probability']:.4f}", f"{e['map_max']:.4f}",
+             "-" if e["border_share"] is None else f"{e['border_share']:.3f}") for e in result["images"]]
+
+
+def explain_config(patch: int | None, stride: int | None, fill: float | None, target: str | None):
+    from .explain import ExplainConfig
+
+    return ExplainConfig(patch=patch, stride=stride, fill=fill, target=target)
+
+
 BENCH_HEADERS = ("threads", "init", "first", "runs", "p50", "p90", "p99", "mean", "std")  # milliseconds
 
 
@@ -194,6 +209,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     print(format_table(("image", "class", f"top {args.top}"), predict_rows(result)))
     _write_json(args.json, result)
     return 0
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_images
+
+    config = _evaluate_config(args)
+    explain = explain_config(args.patch, args.stride, args.fill, args.target)
+    probe_models(Path(args.model), runtime=config.runtime)
+    result = explain_images(Path(args.model), [Path(p) for p in args.images], config, explain)
+    result.save(Path(args.out), overwrite=args.overwrite)
+    payload = result.to_dict()
+    o = payload["occlusion"]
+    print(f"{args.model}: occlusion patch {o['patch']} stride {o['stride']}, {decision_text(payload)}, "
+          f"{len(payload['images'])} images in {payload['seconds']:.1f} s")
+    print(format_table(EXPLAIN_HEADERS, explain_rows(payload)))
+    print(f"wrote {len(payload['images'])} overlays (.png) and maps (.npy) to {args.out}")
+    _write_json(args.json, payload)
+    return 0
+
+
+def _explain_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--patch", type=int, help="occlusion patch side in pixels (default: a seventh of the input)")
+    p.add_argument("--stride", type=int, help="pixels between patch positions (default: the patch)")
+    p.add_argument("--fill", type=float, help="pixel value 0..255 the patch is filled with (default: the mean)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -287,6 +326,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=1)
     _model_options(p)
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("explain", help="occlusion maps of images: overlays (.png) and maps (.npy) in --out")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", required=True, help="folder for <image>.png, <image>.npy and explain.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out result")
+    p.add_argument("--target", help="class to explain (default: each image's predicted class)")
+    _explain_options(p)
+    _model_options(p)
+    p.set_defaults(func=cmd_explain)
     p = sub.add_parser("bench", help="init, first-invoke and invoke latency percentiles")
     p.add_argument("model")
     _runtime_options(p, threads=False)

@@ -1,4 +1,4 @@
-"""`mdx evaluate`, `mdx predict`, `mdx bench`, `mdx check` — thin wrappers over `mdx.runtime`.
+"""`mdx evaluate`, `mdx predict`, `mdx bench`, `mdx check`, `mdx explain` — thin wrappers over `mdx.runtime`.
 
 A .keras model (predict, or the reference of check) is run by `mdx.train.predict_keras`, imported
 inside the command so `mdx --help` never imports TensorFlow. Errors are raised; the app prints them.
@@ -21,6 +21,9 @@ from mdx.runtime.preprocess import PRESET_HELP  # in runtime/ so that `python -m
 
 RUNTIME_HELP = "Interpreter: auto (ai-edge-litert, then tflite-runtime, then tensorflow.lite), litert, tflite-runtime or tf."
 THRESHOLD_HELP = "Binary: P(positive) at or above it is positive (default: the model's recorded threshold, else 0.5)."
+PATCH_HELP = "Occlusion patch side in pixels (default: a seventh of the input side)."
+STRIDE_HELP = "Pixels between patch positions (default: the patch; smaller is finer and slower)."
+FILL_HELP = "Pixel value 0..255 the patch is filled with (default: the preprocessing mean, a grey)."
 
 
 def _print_table(title: str, headers: Sequence[str | Column], rows: Sequence[Sequence[str]]) -> None:
@@ -132,6 +135,8 @@ def predict_command(
     std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
     preset: str | None = typer.Option(None, help=PRESET_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the predictions as JSON here."),
+    explain: Path | None = typer.Option(None, "--explain", help="Also write occlusion overlays and maps here "
+                                        "(.tflite only; as `mdx explain --out`)."),
 ) -> None:
     """Top-K classes with probabilities for images, and each image's class at the decision threshold."""
     from mdx.runtime.cli import predict_rows
@@ -140,6 +145,8 @@ def predict_command(
     from mdx.runtime.predict import PredictResult, decided_classes, load_inputs, predict_images, top_k
 
     config = _config(runtime, None, False, size, mean, std, labels, preset, threshold=threshold)
+    if explain is not None and _is_keras(model):
+        raise ConfigError(f"--explain needs a .tflite model, not {model}; convert it (`mdx convert`) or drop --explain")
     if _is_keras(model):
         top_k([[0.0]], ("",), top)  # refuse a bad --top before loading TensorFlow
         model_file, predict_proba = _keras_model(model)
@@ -165,6 +172,10 @@ def predict_command(
     headers = (Column("image", overflow="fold", min_width=16), Column("class", no_wrap=True), Column(f"top {top}", no_wrap=True))
     _print_table(title, headers, predict_rows(payload))
     _write_json(json_out, payload)
+    if explain is not None:
+        from mdx.runtime.explain import ExplainConfig
+
+        write_explanations(model, images, config, ExplainConfig(), explain, overwrite=False)
 
 
 @app.command("bench")
@@ -260,6 +271,53 @@ def check_command(
     if not result["passed"]:
         raise ParityError(result["summary"])
     log(result["summary"])
+
+
+def write_explanations(model: Path, images: list[Path], config: Any, explain: Any, folder: Path, overwrite: bool) -> dict:
+    """Explain `images`, save overlays, maps and explain.json in `folder`, print the table; returns the result dict."""
+    from mdx.runtime.cli import EXPLAIN_HEADERS, decision_text, explain_rows
+    from mdx.runtime.explain import explain_images
+
+    result = explain_images(model, images, config, explain)
+    result.save(folder, overwrite=overwrite)
+    payload = result.to_dict()
+    o = payload["occlusion"]
+    title = (f"{model.name}: occlusion patch {o['patch']} stride {o['stride']}, {decision_text(payload)}, "
+             f"{len(images)} images in {payload['seconds']:.1f} s")
+    headers = (Column("image", overflow="fold", min_width=16), *EXPLAIN_HEADERS[1:])
+    _print_table(title, headers, explain_rows(payload))
+    log(f"explain: saved {len(images)} overlays (.png) and maps (.npy) to {folder}")
+    return payload
+
+
+@app.command("explain")
+def explain_command(
+    model: Path = typer.Argument(..., help=".tflite model."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    out: Path = typer.Option(..., "--out", help="Folder for <image>.png (overlay), <image>.npy (map) and explain.json."),
+    target: str | None = typer.Option(None, help="Class to explain (default: each image's class at the threshold)."),
+    patch: int | None = typer.Option(None, help=PATCH_HELP),
+    stride: int | None = typer.Option(None, help=STRIDE_HELP),
+    fill: float | None = typer.Option(None, help=FILL_HELP),
+    workers: int = typer.Option(1, help="Interpreters run in parallel threads."),
+    threads: int | None = typer.Option(None, help="Interpreter threads (default: the runtime's)."),
+    threshold: float | None = typer.Option(None, help=THRESHOLD_HELP),
+    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+    size: int | None = typer.Option(None, help="Input size (default: record.json beside the model)."),
+    mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
+    std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
+    preset: str | None = typer.Option(None, help=PRESET_HELP),
+    labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing explain.json in --out."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result (without the maps) as JSON here."),
+) -> None:
+    """Where the model looks: occlusion maps overlaid on each image, with its class and probability."""
+    from mdx.runtime.cli import explain_config, probe_models
+
+    explain = explain_config(patch, stride, fill, target)
+    config = _config(runtime, threads, False, size, mean, std, labels, preset, workers=workers, threshold=threshold)
+    probe_models(model, runtime=runtime)
+    _write_json(json_out, write_explanations(model, images, config, explain, out, overwrite))
 
 
 def _remote_config(host: str, python: str, ssh_option: list[str], timeout: float):
