@@ -135,6 +135,25 @@ def explain_config(patch: int | None, stride: int | None, fill: float | None, ta
     return ExplainConfig(patch=patch, stride=stride, fill=fill, target=target)
 
 
+def explanation_rows(explanation: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Rows under the parity table's headers for a CheckResult's "explanation" (none when not measured)."""
+    if explanation is None:
+        return []
+    rho, iou, border = explanation["spearman"], explanation["top10_iou"], explanation["border_share"]
+    show = lambda v: "-" if v is None else f"{v:.4f}"
+    delta = "" if None in (border["candidate"], border["reference"]) else f"{border['candidate'] - border['reference']:+.4f}"
+    return [(f"map Spearman (n={explanation['n']})", "", f"{rho['mean']:.4f}", f"min {rho['min']:.4f}"),
+            ("map top-10% IoU", "", f"{iou['mean']:.4f}", f"min {iou['min']:.4f}"),
+            ("map border share", show(border["reference"]), show(border["candidate"]), delta)]
+
+
+def explanation_check(args: argparse.Namespace):
+    from .explain_parity import ExplanationCheck
+
+    return ExplanationCheck(sample=args.explain_sample, patch=args.patch, stride=args.stride,
+                            min_agreement=args.min_explanation_agreement, max_border_share=args.max_border_share)
+
+
 BENCH_HEADERS = ("threads", "init", "first", "runs", "p50", "p90", "p99", "mean", "std")  # milliseconds
 
 
@@ -229,10 +248,11 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _explain_options(p: argparse.ArgumentParser) -> None:
+def _explain_options(p: argparse.ArgumentParser, fill: bool = True) -> None:
     p.add_argument("--patch", type=int, help="occlusion patch side in pixels (default: a seventh of the input)")
     p.add_argument("--stride", type=int, help="pixels between patch positions (default: the patch)")
-    p.add_argument("--fill", type=float, help="pixel value 0..255 the patch is filled with (default: the mean)")
+    if fill:
+        p.add_argument("--fill", type=float, help="pixel value 0..255 the patch is filled with (default: the mean)")
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -259,15 +279,18 @@ def cmd_check(args: argparse.Namespace) -> int:
                             min_agreement=args.min_agreement, max_prob_diff=args.max_prob_diff)
     config = _evaluate_config(args)
     probe_models(Path(args.candidate), Path(args.reference), runtime=config.runtime)
-    result = check(Path(args.candidate), Path(args.reference), Path(args.data), config, tolerances)
+    result = check(Path(args.candidate), Path(args.reference), Path(args.data), config, tolerances,
+                   explanations=explanation_check(args))
     print(f"{args.candidate} vs {args.reference}: {result.parity.n} samples, {result.runtime}, {result.decision.describe()}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(format_table(("metric", "reference", "candidate", "delta"), parity_rows(result.parity.to_dict())))
-    _write_json(args.json, result.to_dict())
+    payload = result.to_dict()
+    rows = parity_rows(payload["parity"]) + explanation_rows(payload["explanation"])
+    print(format_table(("metric", "reference", "candidate", "delta"), rows))
+    _write_json(args.json, payload)
     if not result.passed:
-        raise ToleranceError(result.parity.summary())
-    print(result.parity.summary())
+        raise ToleranceError(result.summary())
+    print(result.summary())
     return 0
 
 
@@ -353,6 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-auc-drop", type=float, default=0.01)
     p.add_argument("--min-agreement", type=float, default=0.98)
     p.add_argument("--max-prob-diff", type=float, default=None)
+    p.add_argument("--explain-sample", type=int, default=0,
+                   help="compare both models' occlusion maps on this many images (default 0: off)")
+    p.add_argument("--min-explanation-agreement", type=float, default=None,
+                   help="mean Spearman correlation of the maps below which the check fails (exit 3); "
+                        "samples 16 images unless --explain-sample is given")
+    p.add_argument("--max-border-share", type=float, default=0.5,
+                   help="warn of a shortcut above this mean share of attribution in the image border")
+    _explain_options(p, fill=False)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("probe", help="load and invoke a model in a subprocess (a crash cannot take this one down)")
     p.add_argument("model")

@@ -224,6 +224,15 @@ def check_command(
     max_auc_drop: float = typer.Option(0.01, help="Largest ROC AUC drop allowed."),
     min_agreement: float = typer.Option(0.98, help="Smallest fraction of samples with the same predicted class."),
     max_prob_diff: float | None = typer.Option(None, help="Largest absolute probability difference allowed."),
+    explain_sample: int = typer.Option(0, help="Compare both models' occlusion maps on this many images, "
+                                       "spread over the classes (0: off; see docs/explain.md)."),
+    min_explanation_agreement: float | None = typer.Option(
+        None, help="Smallest mean Spearman correlation of the two models' maps (exit 3 below it); "
+                   "explains 16 images unless --explain-sample is given."),
+    max_border_share: float = typer.Option(0.5, help="Warn of a shortcut when the candidate's mean share of "
+                                           "attribution in the image border (outer 10%) is above this."),
+    patch: int | None = typer.Option(None, help=PATCH_HELP),
+    stride: int | None = typer.Option(None, help=STRIDE_HELP),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),
     size: int | None = typer.Option(None, help="Input size (default: record.json beside the candidate)."),
     mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
@@ -241,29 +250,34 @@ def check_command(
 ) -> None:
     """Parity gate: a candidate model against its reference, here or on a board (--host); exits 3 when a tolerance fails."""
     from mdx.runtime.check import check
-    from mdx.runtime.cli import decision_text, parity_rows, probe_models
+    from mdx.runtime.cli import decision_text, explanation_rows, parity_rows, probe_models
+    from mdx.runtime.explain_parity import ExplanationCheck
     from mdx.runtime.parity import Tolerances
 
     tolerances = Tolerances(max_acc_drop_pt=max_acc_drop, max_auc_drop=max_auc_drop, min_agreement=min_agreement,
                             max_prob_diff=max_prob_diff)
+    explanations = ExplanationCheck(sample=explain_sample, patch=patch, stride=stride,
+                                    min_agreement=min_explanation_agreement, max_border_share=max_border_share)
     config = _config(runtime, None, False, size, mean, std, labels, preset, n_boot=n_boot, threshold=threshold)
     if host is not None:
         result = _check_on_host(candidate, reference, data, tolerances, config,
-                                _remote_config(host, remote_python, ssh_option, remote_timeout))
+                                _remote_config(host, remote_python, ssh_option, remote_timeout), explanations)
         where = f" on {host}"
     else:
         reference_predict = None
         probe_models(candidate, *([] if _is_keras(reference) else [reference]), runtime=runtime)
         if _is_keras(reference):
             reference, reference_predict = _keras_model(reference)
-        result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict).to_dict()
+        result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict,
+                       explanations=explanations).to_dict()
         where = ""
     parity = result["parity"]
     title = (f"{candidate.name} vs {reference.name}{where}: {parity['n']} samples, "
              f"{result['runtime']['package']} {result['runtime']['version']}, {decision_text(result)}")
     for warning in result["warnings"]:
         log(f"warning: {warning}")
-    _print_table(title, ("metric", "reference", "candidate", "delta"), parity_rows(parity))
+    rows = parity_rows(parity) + explanation_rows(result.get("explanation"))
+    _print_table(title, ("metric", "reference", "candidate", "delta"), rows)
     if parity["flips"]:
         out.print("flips (reference -> candidate): " + ", ".join(
             f"{a} -> {b}: {n}" for a, row in parity["flips"].items() for b, n in row.items()))
@@ -328,7 +342,8 @@ def _remote_config(host: str, python: str, ssh_option: list[str], timeout: float
     return RemoteConfig(host, python, tuple(token for option in ssh_option for token in shlex.split(option)), timeout)
 
 
-def _check_on_host(candidate: Path, reference: Path, data: Path, tolerances: Any, config: Any, remote: Any) -> dict:
+def _check_on_host(candidate: Path, reference: Path, data: Path, tolerances: Any, config: Any, remote: Any,
+                   explanations: Any) -> dict:
     """`mdx check` run by the copied harness on the host, with the same tolerances and preprocessing options."""
     from mdx.errors import ConfigError
     from mdx.runtime.remote import check_remote
@@ -340,6 +355,12 @@ def _check_on_host(candidate: Path, reference: Path, data: Path, tolerances: Any
             "--min-agreement", str(tolerances.min_agreement), "--runtime", config.runtime, "--n-boot", str(config.n_boot)]
     if tolerances.max_prob_diff is not None:
         args += ["--max-prob-diff", str(tolerances.max_prob_diff)]
+    if explanations.enabled:
+        args += ["--explain-sample", str(explanations.sample), "--max-border-share", str(explanations.max_border_share)]
+        for option, value in (("--min-explanation-agreement", explanations.min_agreement),
+                              ("--patch", explanations.patch), ("--stride", explanations.stride)):
+            if value is not None:
+                args += [option, str(value)]
     for option, value in (("--size", config.size), ("--mean", config.mean), ("--std", config.std),
                           ("--threshold", config.threshold)):
         if value is not None:

@@ -180,3 +180,51 @@ def test_mdx_explain_not_an_image_one_line(model_path, tmp_path: Path) -> None:
     done = runner.invoke(app, ["explain", str(model_path("binary_int8")), str(text), "--out", str(tmp_path / "o")])
     assert done.exit_code == 1
     assert f"error: {text}: not a readable image" in done.output and "Traceback" not in done.output
+
+
+def test_check_explanations_identical_models_agree(model_path, xray_folder) -> None:
+    from mdx.runtime.check import check
+    from mdx.runtime.evaluate import EvaluateConfig
+    from mdx.runtime.explain_parity import ExplanationCheck
+
+    result = check(model_path("binary_fp32"), model_path("binary_fp32"), xray_folder, EvaluateConfig(n_boot=0),
+                   explanations=ExplanationCheck(sample=4, patch=4, stride=2, min_agreement=0.99))
+    explanation = result.to_dict()["explanation"]
+    assert result.passed and explanation["n"] == 4
+    assert [image["label"] for image in explanation["images"]] == ["NORMAL", "NORMAL", "PNEUMONIA", "PNEUMONIA"]
+    assert explanation["spearman"]["min"] == 1.0 and explanation["top10_iou"]["min"] == 1.0
+    assert explanation["border_share"]["candidate"] == explanation["border_share"]["reference"]
+    assert set(explanation["border_share"]["candidate_by_class"]) == {"NORMAL", "PNEUMONIA"}
+
+
+def test_mdx_check_explanation_gate_exits_3(model_path, xray_folder, tmp_path: Path) -> None:
+    out = tmp_path / "check.json"
+    done = runner.invoke(app, ["check", str(model_path("binary_swapped")), str(xray_folder), "--reference",
+                               str(model_path("binary_fp32")), "--n-boot", "0", "--min-agreement", "0", "--max-acc-drop",
+                               "100", "--max-auc-drop", "1", "--min-explanation-agreement", "0.5", "--json", str(out)])
+    assert done.exit_code == 3, done.output
+    assert "explanation agreement failed on 6 images: map Spearman mean -1.000 (limit 0.5, missed by 1.5" in done.output
+    assert "map top-10% IoU" in done.output
+    result = json.loads(out.read_text())
+    assert result["passed"] is False and result["parity"]["passed"] is True and result["explanation"]["passed"] is False
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--min-explanation-agreement", "2"], "error: --min-explanation-agreement 2.0 is invalid"),
+    (["--explain-sample", "2", "--patch", "17"], "error: occlusion patch 17 px is larger than the 16x16 input"),
+])
+def test_mdx_check_bad_explanation_options_exit_2(model_path, xray_folder, extra, message) -> None:
+    done = runner.invoke(app, ["check", str(model_path("binary_int8")), str(xray_folder), "--reference",
+                               str(model_path("binary_fp32")), "--n-boot", "0", *extra])
+    assert done.exit_code == 2, done.output
+    assert done.output.strip().splitlines()[-1].startswith(message)
+
+
+def test_python_m_runtime_check_explanations(model_path, golden_npz, capsys) -> None:
+    from mdx.runtime.cli import main
+
+    code = main(["check", str(model_path("binary_int8")), str(golden_npz), "--reference", str(model_path("binary_fp32")),
+                 "--n-boot", "0", "--explain-sample", "4", "--patch", "4", "--stride", "2"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "map Spearman (n=4)" in captured.out and "explanation agreement measured on 4 images" in captured.out
