@@ -152,8 +152,10 @@ def summary_lines(facts: RunFacts) -> list[str]:
 
 
 def tables(facts: RunFacts, rows: list[dict[str, Any]]) -> list[Table]:
-    return [variant_table(rows), latency_table(rows), compatibility_table(rows), versions_table(facts),
-            machine_table(facts)]
+    from mdx.report_explain import explanation_table
+
+    found = [variant_table(rows), latency_table(rows), compatibility_table(rows), explanation_table(facts)]
+    return [t for t in found if t is not None] + [versions_table(facts), machine_table(facts)]
 
 
 def _md_cell(text: str) -> str:

@@ -123,7 +123,7 @@ def test_explain_images_golden_int8_writes_overlays_and_maps(model_path, xray_fo
 
 
 def test_explain_named_target_and_unknown_target(model_path, xray_folder) -> None:
-    image = sorted((xray_folder / "NORMAL").iterdir())[0]
+    image = min((xray_folder / "NORMAL").iterdir())
     result = explain_images(model_path("binary_fp32"), [image], explain=ExplainConfig(target="NORMAL"))
     assert result.explanations[0].target == "NORMAL"
     with pytest.raises(UsageError, match=r"--target 'CAT' is not one of the model's classes \['NORMAL', 'PNEUMONIA'\]"):
@@ -139,7 +139,7 @@ def test_python_m_runtime_explain_copied_folder(tmp_path: Path, model_path, xray
     """From a copied runtime/ with mdx blocked: overlays need Pillow only."""
     shutil.copytree(RUNTIME_DIR, tmp_path / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(model_path("binary_int8").parent, tmp_path / "model")
-    image = sorted((xray_folder / "PNEUMONIA").iterdir())[0]
+    image = min((xray_folder / "PNEUMONIA").iterdir())
     script = ("import sys, runpy; sys.path.insert(0, '.'); sys.modules['mdx'] = None; sys.modules['tensorflow'] = None; "
               f"sys.argv = ['runtime', 'explain', 'model/model.tflite', {str(image)!r}, '--out', 'maps']; "
               "runpy.run_module('runtime', run_name='__main__')")
@@ -152,7 +152,7 @@ def test_python_m_runtime_explain_copied_folder(tmp_path: Path, model_path, xray
 
 
 def test_mdx_explain_and_predict_explain(model_path, xray_folder, tmp_path: Path) -> None:
-    image = sorted((xray_folder / "NORMAL").iterdir())[0]
+    image = min((xray_folder / "NORMAL").iterdir())
     done = runner.invoke(app, ["explain", str(model_path("binary_int8")), str(image), "--out", str(tmp_path / "a"),
                                "--patch", "4", "--stride", "2", "--json", str(tmp_path / "a.json")])
     assert done.exit_code == 0, done.output
@@ -168,7 +168,7 @@ def test_mdx_explain_and_predict_explain(model_path, xray_folder, tmp_path: Path
     (["--fill", "300"], 2, "error: --fill 300.0 is invalid; expected a pixel value from 0 to 255"),
 ])
 def test_mdx_explain_bad_options_one_line(model_path, xray_folder, tmp_path: Path, extra, code, message) -> None:
-    image = sorted((xray_folder / "NORMAL").iterdir())[0]
+    image = min((xray_folder / "NORMAL").iterdir())
     done = runner.invoke(app, ["explain", str(model_path("binary_int8")), str(image), "--out", str(tmp_path), *extra])
     assert done.exit_code == code, done.output
     assert done.output.strip().splitlines()[-1].startswith(message) and "Traceback" not in done.output
