@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -70,7 +71,7 @@ def _write_folder(root: Path, images: np.ndarray, labels: np.ndarray, names: lis
     return root
 
 
-def _train_and_convert(images: np.ndarray, labels: np.ndarray, names: list[str], out: Path) -> dict[str, Path]:
+def _train_and_convert(images: np.ndarray, labels: np.ndarray, names: list[str], out: Path) -> dict[str, Any]:
     """A tiny CNN fit to the set, converted to fp32 and full-int8 .tflite with its labels and preprocessing."""
     from mdx.train.keras_shim import keras, tf
 
@@ -102,6 +103,7 @@ def _train_and_convert(images: np.ndarray, labels: np.ndarray, names: list[str],
         (folder / "labels.txt").write_text("\n".join(names) + "\n")
         (folder / "record.json").write_text(json.dumps({"preprocessing": PREPROCESSING, "labels": names}))
         models[variant] = folder / "model.tflite"
+    models["keras"] = model
     return models
 
 
@@ -166,3 +168,22 @@ def test_check_corner_markers_are_flagged_as_shortcut(corner_set) -> None:
     assert shares["candidate"] > 0.5 and shares["reference"] > 0.5
     assert all(v is not None and v > 0.5 for v in shares["candidate_by_class"].values())
     assert any(w.startswith("shortcut: ") for w in result.warnings)
+
+
+def test_grad_cam_squares_peaks_on_the_square_and_ranks_like_occlusion(square_set) -> None:
+    from PIL import Image
+
+    from mdx.runtime.occlusion import spearman
+    from mdx.train.gradcam import grad_cam
+
+    images = sorted(square_set["test"].rglob("*.png"))
+    inputs = np.stack([(np.asarray(Image.open(p).convert("RGB"), dtype=np.float32) - 127.5) / 127.5 for p in images])
+    targets = np.asarray([square_set["names"].index(p.parent.name) for p in images])
+    maps = grad_cam(square_set["models"]["keras"], inputs, targets)
+    occlusion = explain_images(square_set["models"]["fp32"], images, EvaluateConfig(), OCCLUSION)
+    for path, cam, item in zip(images, maps, occlusion.explanations):
+        y0, x0 = PLACES[path.parent.name]
+        y, x = np.unravel_index(cam.argmax(), cam.shape)
+        # the last block is 8 x 8 (4 px cells), so the peak may sit one cell off the square's edge
+        assert y0 - 4 <= y < y0 + SQUARE + 4 and x0 - 4 <= x < x0 + SQUARE + 4, f"{path}: Grad-CAM peaks at {(y, x)}"
+        assert spearman(cam, item.heatmap) > 0.2
