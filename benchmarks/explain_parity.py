@@ -72,6 +72,35 @@ def parity(run: Path, candidates: dict[str, Path], sample: int, record: dict[str
     return rows
 
 
+def gradcam_vs_occlusion(run: Path, record: dict[str, Any], sample: int) -> dict[str, Any]:
+    """Grad-CAM of the Keras model against occlusion of its FP32 .tflite, on `sample` evenly spaced test images."""
+    import numpy as np
+    from common import load_test_split
+
+    from mdx.runtime.classifier import TfliteClassifier
+    from mdx.runtime.explain import probability_fn
+    from mdx.runtime.occlusion import default_occlusion, occlusion_map, spearman, top_iou
+    from mdx.train.gradcam import grad_cam
+    from mdx.train.predict_keras import load_keras_model
+
+    inputs, _, _ = load_test_split(record, limit=sample)
+    classifier = TfliteClassifier(run / "convert" / "fp32" / "model.tflite")
+    predict = probability_fn(classifier.predict_raw, classifier)
+    targets = (predict(inputs)[:, 1] >= 0.5).astype(int)
+    cams = grad_cam(load_keras_model(run / "train" / "model.keras"), inputs, targets)
+    occlusion = default_occlusion(inputs.shape[1])
+    rho, iou = [], []
+    for image, target, cam in zip(inputs, targets, cams):
+        heatmap, _ = occlusion_map(predict, image, int(target), occlusion)
+        rho.append(spearman(cam, heatmap))
+        iou.append(top_iou(cam, heatmap))
+    figures = {"n": len(rho), "layer": "last 4-D output (MobileNetV2 out_relu)",
+               "spearman": {"mean": round(float(np.mean(rho)), 4), "median": round(float(np.median(rho)), 4)},
+               "top10_iou": {"mean": round(float(np.mean(iou)), 4), "median": round(float(np.median(iou)), 4)}}
+    print(f"grad-cam vs occlusion (fp32): {figures}", flush=True)
+    return figures
+
+
 def cost(repeats: int) -> dict[str, Any]:
     """Seconds for one map (default sweep and half-patch stride) and ms per single invoke, interleaved."""
     from mdx.runtime.classifier import TfliteClassifier
@@ -132,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/explain_parity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         **facts,
         "figures": {"parity_vs_fp32": parity(args.run, candidates, args.sample, files["record"]),
+                    "gradcam_vs_occlusion_fp32": gradcam_vs_occlusion(args.run, files["record"], args.sample),
                     "cost_224px_int8": cost(args.repeats)},
         "settings": {"sample": args.sample, "decided_at": 0.5, "sweep": "docs/explain.md defaults"},
     }
