@@ -147,24 +147,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clustered", type=Path, help="a `mdx prune --clusters` folder")
     parser.add_argument("--sample", type=int, default=32, help="test images explained per variant (spread over classes)")
     parser.add_argument("--repeats", type=int, default=3, help="cost: interleaved repeats")
+    parser.add_argument("--variants", default=",".join(QUANTIZED), help="convert/ variants to compare (comma-separated)")
+    parser.add_argument("--no-cost", action="store_true", help="skip the cost and Grad-CAM measurements")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
     facts = context()
     files = run_files(args.run)
-    candidates = {name: args.run / "convert" / name / "model.tflite" for name in QUANTIZED
-                  if (args.run / "convert" / name / "model.tflite").is_file()}
+    candidates = {name: args.run / "convert" / name / "model.tflite" for name in args.variants.split(",")
+                  if name and (args.run / "convert" / name / "model.tflite").is_file()}
     for name, folder in (("pruned", args.pruned), ("clustered", args.clustered)):
         if folder is not None:
             candidates[name] = _pruned_tflite(folder)
     payload = {
         "command": "python benchmarks/explain_parity.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         **facts,
-        "figures": {"parity_vs_fp32": parity(args.run, candidates, args.sample, files["record"]),
-                    "gradcam_vs_occlusion_fp32": gradcam_vs_occlusion(args.run, files["record"], args.sample),
-                    "cost_224px_int8": cost(args.repeats)},
+        "figures": {"parity_vs_fp32": parity(args.run, candidates, args.sample, files["record"])},
         "settings": {"sample": args.sample, "decided_at": 0.5, "sweep": "docs/explain.md defaults"},
     }
+    if not args.no_cost:
+        payload["figures"]["gradcam_vs_occlusion_fp32"] = gradcam_vs_occlusion(args.run, files["record"], args.sample)
+        payload["figures"]["cost_224px_int8"] = cost(args.repeats)
     print(f"saved {save('explain_parity', payload, args.out)}")
     return 0
 
