@@ -160,6 +160,12 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
         timing.save(out / "bench" / f"{name}.json")
         timings[name] = timing
     seconds["bench"] = time.perf_counter() - started
+    if Quantization.INT8.value in evaluations:  # where FP32 and INT8 look, for the report (mdx/explain_run.py)
+        from mdx.explain_run import explain_run
+
+        explained = explain_run(out, test_dir)
+        seconds["explain"] = explained.seconds
+        log(f"explain: {explained.explanation['summary']}; saved {explained.grid}")
 
     fp32_probs = evaluations[Quantization.FP32.value].probs
     fp32_bytes = converted.variants[0].bytes

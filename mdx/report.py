@@ -121,6 +121,9 @@ def collect(run: Path) -> RunFacts:
     if not variants:
         raise ArtifactError(f"{run}: no converted model (convert/<variant>/{RECORD_NAME}); pass the --out folder "
                             f"of `mdx pipeline`, or run `mdx convert {run}` first")
+    explained = _read_json(run / "explain" / RECORD_NAME, notes)
+    if explained is not None:
+        records["explain"] = explained
     pipeline = _read_json(run / RECORD_NAME, notes)
     if pipeline is not None:
         records["pipeline"] = pipeline
@@ -200,6 +203,7 @@ def write_report(run: Path, config: ReportConfig = ReportConfig()) -> ReportResu
         ArtifactError: `run` is not a run folder, or the report exists and `config.overwrite` is false.
         ConfigError: matplotlib is not installed.
     """
+    from mdx.report_explain import explain_figures
     from mdx.report_plots import make_figures
     from mdx.report_render import render_html, render_markdown
 
@@ -209,7 +213,7 @@ def write_report(run: Path, config: ReportConfig = ReportConfig()) -> ReportResu
     _refuse_overwrite(out, config.overwrite)
     rows = variant_rows(facts)
     notes = list(facts.notes) + _reference_notes(facts)
-    figures = make_figures(facts, rows, out / "report_figures", notes)
+    figures = make_figures(facts, rows, out / "report_figures", notes) + explain_figures(facts, out / "report_figures", notes)
     for stale in set((out / "report_figures").glob("*.png")) - {f.path for f in figures}:
         stale.unlink()  # a figure of a variant that is gone must not be linked by accident
     markdown = atomic_write_text(out / "report.md", render_markdown(facts, rows, figures, notes))

@@ -151,9 +151,31 @@ def summary_lines(facts: RunFacts) -> list[str]:
     return lines
 
 
+def explanation_table(facts: RunFacts) -> Table | None:
+    """Spearman, top-10% IoU and border share by class, or None when the run was not explained."""
+    from mdx.report_explain import explanation_of
+
+    found = explanation_of(facts)
+    if found is None:
+        return None
+    config = facts.records["explain"].get("config", {})
+    candidate, reference = config.get("candidate", "int8"), config.get("reference", "fp32")
+    border = found["border_share"]
+    rows = [("map Spearman, mean / median / min", "", " / ".join(num(found["spearman"][k]) for k in ("mean", "median", "min"))),
+            ("top-10% IoU, mean / median / min", "", " / ".join(num(found["top10_iou"][k]) for k in ("mean", "median", "min"))),
+            ("border share (outer 10%), all", num(border["reference"]), num(border["candidate"]))]
+    rows += [(f"border share, true {name}", num(border["reference_by_class"].get(name)), num(value))
+             for name, value in border["candidate_by_class"].items()]
+    rows.append(("shortcut flagged (border share above " + f"{border['limit']:g})", "", "yes" if border["shortcut"] else "no"))
+    title = (f"Where the models look: occlusion maps of {candidate} against {reference} on {found['n']} test images "
+             f"(patch {found['occlusion']['patch']}, stride {found['occlusion']['stride']}; an even map has border share 0.36)")
+    return Table("explanation", title, ("measure", reference, candidate),
+                 tuple(rows))
+
+
 def tables(facts: RunFacts, rows: list[dict[str, Any]]) -> list[Table]:
-    return [variant_table(rows), latency_table(rows), compatibility_table(rows), versions_table(facts),
-            machine_table(facts)]
+    found = [variant_table(rows), latency_table(rows), compatibility_table(rows), explanation_table(facts)]
+    return [t for t in found if t is not None] + [versions_table(facts), machine_table(facts)]
 
 
 def _md_cell(text: str) -> str:

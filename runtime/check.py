@@ -19,7 +19,18 @@ import numpy as np
 
 from .decision import Decision
 from .errors import InputDataError, UsageError
-from .evaluate import EvaluateConfig, ParallelRunner, decision_for, is_npz, resolve_model_info, run_stream, stream_data
+from .evaluate import (
+    DataStream,
+    EvaluateConfig,
+    ParallelRunner,
+    decision_for,
+    is_npz,
+    resolve_model_info,
+    run_stream,
+    stream_data,
+)
+from .explain import probability_fn
+from .explain_parity import ExplanationCheck, ExplanationParity, SampleKeeper, compare_explanations
 from .files import atomic_write_json, file_facts
 from .interpreter import RuntimeInfo, validate_model_file
 from .machine import machine_facts
@@ -43,16 +54,23 @@ class CheckResult:
     seconds: float
     decision: Decision
     warnings: tuple[str, ...] = ()
+    explanation: ExplanationParity | None = None
 
     @property
     def passed(self) -> bool:
-        return self.parity.passed
+        return self.parity.passed and (self.explanation is None or self.explanation.passed)
+
+    def summary(self) -> str:
+        """The parity summary, and the explanation agreement's when it was measured."""
+        if self.explanation is None:
+            return self.parity.summary()
+        return f"{self.parity.summary()}; {self.explanation.summary()}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "stage": "check",
             "passed": self.passed,
-            "summary": self.parity.summary(),
+            "summary": self.summary(),
             "candidate": self.candidate,
             "reference": self.reference,
             "data": self.data,
@@ -64,6 +82,7 @@ class CheckResult:
             "seconds": round(self.seconds, 3),
             "machine": machine_facts(),
             "parity": self.parity.to_dict(),
+            "explanation": None if self.explanation is None else self.explanation.to_dict(),
         }
 
     def save(self, path: Path) -> Path:
@@ -103,6 +122,7 @@ def check(
     tolerances: Tolerances = Tolerances(),
     *,
     reference_predict: ReferencePredict | None = None,
+    explanations: ExplanationCheck = ExplanationCheck(),
 ) -> CheckResult:
     """Run both models on DATA and compare them (raising on failure is the caller's job).
 
@@ -113,6 +133,7 @@ def check(
         config: how to run the models and score them.
         tolerances: the parity limits.
         reference_predict: maps preprocessed inputs to the reference's probabilities (N, classes).
+        explanations: when enabled, occlusion maps of both models on a sample (explain_parity.py).
 
     Raises:
         ModelLoadError, InputDataError, UsageError: as `evaluate`.
@@ -125,6 +146,10 @@ def check(
     decision = decision_for(info, config)
     warnings = _check_reference_info(reference_path, info, decision)
     stream = stream_data(data, info, skip_unreadable=config.skip_unreadable)
+    if explanations.enabled:
+        explanations.occlusion(classifier.input_shape[0])  # a patch larger than the input fails before any work
+    keeper = SampleKeeper(explanations.sample, len(info.labels)) if explanations.enabled else None
+    chunks = stream.chunks if keeper is None else keeper.wrap(stream.chunks)
     runners = [ParallelRunner(classifier, config)]
     if reference_predict is None:
         reference = config.classifier(validate_model_file(reference_path))
@@ -137,13 +162,19 @@ def check(
         facts = file_facts(reference_path) if reference_path.is_file() else {"path": str(reference_path)}
         reference_facts = {**facts, "kind": reference_path.suffix.lstrip(".") or "folder"}
         models = [runners[0].raw, reference_predict]
+    explanation = None
     try:
-        outputs = run_stream(stream, models)  # both models see each chunk: the inputs are decoded once
+        # both models see each chunk: the inputs are decoded once
+        outputs = run_stream(DataStream(chunks, stream.class_names, stream.facts), models)
+        candidate_probs = classifier.to_probabilities(outputs.raw[0])
+        reference_probs = outputs.raw[1] if reference_predict is not None else reference.to_probabilities(outputs.raw[1])
+        if keeper is not None:
+            reference_fn = reference_predict or probability_fn(runners[1].raw, reference)
+            explanation = compare_explanations(probability_fn(runners[0].raw, classifier), reference_fn, *keeper.kept(),
+                                               info.labels, decision, explanations)
     finally:
         for runner in runners:
             runner.close()
-    candidate_probs = classifier.to_probabilities(outputs.raw[0])
-    reference_probs = outputs.raw[1] if reference_predict is not None else reference.to_probabilities(outputs.raw[1])
     if reference_probs.shape != candidate_probs.shape:
         raise InputDataError(
             f"reference outputs {reference_probs.shape} but candidate {candidate_probs.shape}; "
@@ -162,5 +193,6 @@ def check(
         config=config,
         seconds=time.perf_counter() - started,
         decision=decision,
-        warnings=warnings,
+        warnings=warnings + tuple(w for w in [explanation and explanation.shortcut_warning()] if w),
+        explanation=explanation,
     )

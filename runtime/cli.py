@@ -1,6 +1,6 @@
 """`python -m runtime …`: the harness's own command line (argparse: a board has no typer or rich).
 
-Subcommands evaluate, predict, bench, check and probe print plain tables and can write JSON. Any
+Subcommands evaluate, predict, explain, bench, check and probe print plain tables and can write JSON. Any
 harness error becomes one line `error: …` on stderr and its exit code: 1 error, 2 usage, 3 tolerance.
 The option parsers and table rows here are shared with `mdx`'s commands.
 """
@@ -120,6 +120,40 @@ def parity_rows(parity: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     return rows
 
 
+EXPLAIN_HEADERS = ("image", "class", "probability", "map max", "border share")
+
+
+def explain_rows(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
+    """Rows under EXPLAIN_HEADERS for an ExplainResult.to_dict()."""
+    return [(e["path"], e["class"], f"{e['probability']:.4f}", f"{e['map_max']:.4f}",
+             "-" if e["border_share"] is None else f"{e['border_share']:.3f}") for e in result["images"]]
+
+
+def explain_config(patch: int | None, stride: int | None, fill: float | None, target: str | None):
+    from .explain import ExplainConfig
+
+    return ExplainConfig(patch=patch, stride=stride, fill=fill, target=target)
+
+
+def explanation_rows(explanation: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """Rows under the parity table's headers for a CheckResult's "explanation" (none when not measured)."""
+    if explanation is None:
+        return []
+    rho, iou, border = explanation["spearman"], explanation["top10_iou"], explanation["border_share"]
+    show = lambda v: "-" if v is None else f"{v:.4f}"
+    delta = "" if None in (border["candidate"], border["reference"]) else f"{border['candidate'] - border['reference']:+.4f}"
+    return [(f"map Spearman (n={explanation['n']})", "", f"{rho['mean']:.4f}", f"min {rho['min']:.4f}"),
+            ("map top-10% IoU", "", f"{iou['mean']:.4f}", f"min {iou['min']:.4f}"),
+            ("map border share", show(border["reference"]), show(border["candidate"]), delta)]
+
+
+def explanation_check(args: argparse.Namespace):
+    from .explain_parity import ExplanationCheck
+
+    return ExplanationCheck(sample=args.explain_sample, patch=args.patch, stride=args.stride,
+                            min_agreement=args.min_explanation_agreement, max_border_share=args.max_border_share)
+
+
 BENCH_HEADERS = ("threads", "init", "first", "runs", "p50", "p90", "p99", "mean", "std")  # milliseconds
 
 
@@ -196,6 +230,31 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import explain_images
+
+    config = _evaluate_config(args)
+    explain = explain_config(args.patch, args.stride, args.fill, args.target)
+    probe_models(Path(args.model), runtime=config.runtime)
+    result = explain_images(Path(args.model), [Path(p) for p in args.images], config, explain)
+    result.save(Path(args.out), overwrite=args.overwrite)
+    payload = result.to_dict()
+    o = payload["occlusion"]
+    print(f"{args.model}: occlusion patch {o['patch']} stride {o['stride']}, {decision_text(payload)}, "
+          f"{len(payload['images'])} images in {payload['seconds']:.1f} s")
+    print(format_table(EXPLAIN_HEADERS, explain_rows(payload)))
+    print(f"wrote {len(payload['images'])} overlays (.png) and maps (.npy) to {args.out}")
+    _write_json(args.json, payload)
+    return 0
+
+
+def _explain_options(p: argparse.ArgumentParser, fill: bool = True) -> None:
+    p.add_argument("--patch", type=int, help="occlusion patch side in pixels (default: a seventh of the input)")
+    p.add_argument("--stride", type=int, help="pixels between patch positions (default: the patch)")
+    if fill:
+        p.add_argument("--fill", type=float, help="pixel value 0..255 the patch is filled with (default: the mean)")
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import BenchConfig, bench
 
@@ -220,15 +279,18 @@ def cmd_check(args: argparse.Namespace) -> int:
                             min_agreement=args.min_agreement, max_prob_diff=args.max_prob_diff)
     config = _evaluate_config(args)
     probe_models(Path(args.candidate), Path(args.reference), runtime=config.runtime)
-    result = check(Path(args.candidate), Path(args.reference), Path(args.data), config, tolerances)
+    result = check(Path(args.candidate), Path(args.reference), Path(args.data), config, tolerances,
+                   explanations=explanation_check(args))
     print(f"{args.candidate} vs {args.reference}: {result.parity.n} samples, {result.runtime}, {result.decision.describe()}")
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(format_table(("metric", "reference", "candidate", "delta"), parity_rows(result.parity.to_dict())))
-    _write_json(args.json, result.to_dict())
+    payload = result.to_dict()
+    rows = parity_rows(payload["parity"]) + explanation_rows(payload["explanation"])
+    print(format_table(("metric", "reference", "candidate", "delta"), rows))
+    _write_json(args.json, payload)
     if not result.passed:
-        raise ToleranceError(result.parity.summary())
-    print(result.parity.summary())
+        raise ToleranceError(result.summary())
+    print(result.summary())
     return 0
 
 
@@ -287,6 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=1)
     _model_options(p)
     p.set_defaults(func=cmd_predict)
+    p = sub.add_parser("explain", help="occlusion maps of images: overlays (.png) and maps (.npy) in --out")
+    p.add_argument("model")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--out", required=True, help="folder for <image>.png, <image>.npy and explain.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out result")
+    p.add_argument("--target", help="class to explain (default: each image's predicted class)")
+    _explain_options(p)
+    _model_options(p)
+    p.set_defaults(func=cmd_explain)
     p = sub.add_parser("bench", help="init, first-invoke and invoke latency percentiles")
     p.add_argument("model")
     _runtime_options(p, threads=False)
@@ -305,6 +376,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-auc-drop", type=float, default=0.01)
     p.add_argument("--min-agreement", type=float, default=0.98)
     p.add_argument("--max-prob-diff", type=float, default=None)
+    p.add_argument("--explain-sample", type=int, default=0,
+                   help="compare both models' occlusion maps on this many images (default 0: off)")
+    p.add_argument("--min-explanation-agreement", type=float, default=None,
+                   help="mean Spearman correlation of the maps below which the check fails (exit 3); "
+                        "samples 16 images unless --explain-sample is given")
+    p.add_argument("--max-border-share", type=float, default=0.5,
+                   help="warn of a shortcut above this mean share of attribution in the image border")
+    _explain_options(p, fill=False)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("probe", help="load and invoke a model in a subprocess (a crash cannot take this one down)")
     p.add_argument("model")

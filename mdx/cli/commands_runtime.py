@@ -1,4 +1,4 @@
-"""`mdx evaluate`, `mdx predict`, `mdx bench`, `mdx check` — thin wrappers over `mdx.runtime`.
+"""`mdx evaluate`, `mdx predict`, `mdx bench`, `mdx check`, `mdx explain` — thin wrappers over `mdx.runtime`.
 
 A .keras model (predict, or the reference of check) is run by `mdx.train.predict_keras`, imported
 inside the command so `mdx --help` never imports TensorFlow. Errors are raised; the app prints them.
@@ -21,6 +21,9 @@ from mdx.runtime.preprocess import PRESET_HELP  # in runtime/ so that `python -m
 
 RUNTIME_HELP = "Interpreter: auto (ai-edge-litert, then tflite-runtime, then tensorflow.lite), litert, tflite-runtime or tf."
 THRESHOLD_HELP = "Binary: P(positive) at or above it is positive (default: the model's recorded threshold, else 0.5)."
+PATCH_HELP = "Occlusion patch side in pixels (default: a seventh of the input side)."
+STRIDE_HELP = "Pixels between patch positions (default: the patch; smaller is finer and slower)."
+FILL_HELP = "Pixel value 0..255 the patch is filled with (default: the preprocessing mean, a grey)."
 
 
 def _print_table(title: str, headers: Sequence[str | Column], rows: Sequence[Sequence[str]]) -> None:
@@ -132,6 +135,8 @@ def predict_command(
     std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
     preset: str | None = typer.Option(None, help=PRESET_HELP),
     json_out: Path | None = typer.Option(None, "--json", help="Write the predictions as JSON here."),
+    explain: Path | None = typer.Option(None, "--explain", help="Also write occlusion overlays and maps here "
+                                        "(.tflite only; as `mdx explain --out`)."),
 ) -> None:
     """Top-K classes with probabilities for images, and each image's class at the decision threshold."""
     from mdx.runtime.cli import predict_rows
@@ -140,6 +145,8 @@ def predict_command(
     from mdx.runtime.predict import PredictResult, decided_classes, load_inputs, predict_images, top_k
 
     config = _config(runtime, None, False, size, mean, std, labels, preset, threshold=threshold)
+    if explain is not None and _is_keras(model):
+        raise ConfigError(f"--explain needs a .tflite model, not {model}; convert it (`mdx convert`) or drop --explain")
     if _is_keras(model):
         top_k([[0.0]], ("",), top)  # refuse a bad --top before loading TensorFlow
         model_file, predict_proba = _keras_model(model)
@@ -165,6 +172,10 @@ def predict_command(
     headers = (Column("image", overflow="fold", min_width=16), Column("class", no_wrap=True), Column(f"top {top}", no_wrap=True))
     _print_table(title, headers, predict_rows(payload))
     _write_json(json_out, payload)
+    if explain is not None:
+        from mdx.runtime.explain import ExplainConfig
+
+        write_explanations(model, images, config, ExplainConfig(), explain, overwrite=False)
 
 
 @app.command("bench")
@@ -213,6 +224,15 @@ def check_command(
     max_auc_drop: float = typer.Option(0.01, help="Largest ROC AUC drop allowed."),
     min_agreement: float = typer.Option(0.98, help="Smallest fraction of samples with the same predicted class."),
     max_prob_diff: float | None = typer.Option(None, help="Largest absolute probability difference allowed."),
+    explain_sample: int = typer.Option(0, help="Compare both models' occlusion maps on this many images, "
+                                       "spread over the classes (0: off; see docs/explain.md)."),
+    min_explanation_agreement: float | None = typer.Option(
+        None, help="Smallest mean Spearman correlation of the two models' maps (exit 3 below it); "
+                   "explains 16 images unless --explain-sample is given."),
+    max_border_share: float = typer.Option(0.5, help="Warn of a shortcut when the candidate's mean share of "
+                                           "attribution in the image border (outer 10%) is above this."),
+    patch: int | None = typer.Option(None, help=PATCH_HELP),
+    stride: int | None = typer.Option(None, help=STRIDE_HELP),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),
     size: int | None = typer.Option(None, help="Input size (default: record.json beside the candidate)."),
     mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
@@ -230,29 +250,34 @@ def check_command(
 ) -> None:
     """Parity gate: a candidate model against its reference, here or on a board (--host); exits 3 when a tolerance fails."""
     from mdx.runtime.check import check
-    from mdx.runtime.cli import decision_text, parity_rows, probe_models
+    from mdx.runtime.cli import decision_text, explanation_rows, parity_rows, probe_models
+    from mdx.runtime.explain_parity import ExplanationCheck
     from mdx.runtime.parity import Tolerances
 
     tolerances = Tolerances(max_acc_drop_pt=max_acc_drop, max_auc_drop=max_auc_drop, min_agreement=min_agreement,
                             max_prob_diff=max_prob_diff)
+    explanations = ExplanationCheck(sample=explain_sample, patch=patch, stride=stride,
+                                    min_agreement=min_explanation_agreement, max_border_share=max_border_share)
     config = _config(runtime, None, False, size, mean, std, labels, preset, n_boot=n_boot, threshold=threshold)
     if host is not None:
         result = _check_on_host(candidate, reference, data, tolerances, config,
-                                _remote_config(host, remote_python, ssh_option, remote_timeout))
+                                _remote_config(host, remote_python, ssh_option, remote_timeout), explanations)
         where = f" on {host}"
     else:
         reference_predict = None
         probe_models(candidate, *([] if _is_keras(reference) else [reference]), runtime=runtime)
         if _is_keras(reference):
             reference, reference_predict = _keras_model(reference)
-        result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict).to_dict()
+        result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict,
+                       explanations=explanations).to_dict()
         where = ""
     parity = result["parity"]
     title = (f"{candidate.name} vs {reference.name}{where}: {parity['n']} samples, "
              f"{result['runtime']['package']} {result['runtime']['version']}, {decision_text(result)}")
     for warning in result["warnings"]:
         log(f"warning: {warning}")
-    _print_table(title, ("metric", "reference", "candidate", "delta"), parity_rows(parity))
+    rows = parity_rows(parity) + explanation_rows(result.get("explanation"))
+    _print_table(title, ("metric", "reference", "candidate", "delta"), rows)
     if parity["flips"]:
         out.print("flips (reference -> candidate): " + ", ".join(
             f"{a} -> {b}: {n}" for a, row in parity["flips"].items() for b, n in row.items()))
@@ -260,6 +285,53 @@ def check_command(
     if not result["passed"]:
         raise ParityError(result["summary"])
     log(result["summary"])
+
+
+def write_explanations(model: Path, images: list[Path], config: Any, explain: Any, folder: Path, overwrite: bool) -> dict:
+    """Explain `images`, save overlays, maps and explain.json in `folder`, print the table; returns the result dict."""
+    from mdx.runtime.cli import EXPLAIN_HEADERS, decision_text, explain_rows
+    from mdx.runtime.explain import explain_images
+
+    result = explain_images(model, images, config, explain)
+    result.save(folder, overwrite=overwrite)
+    payload = result.to_dict()
+    o = payload["occlusion"]
+    title = (f"{model.name}: occlusion patch {o['patch']} stride {o['stride']}, {decision_text(payload)}, "
+             f"{len(images)} images in {payload['seconds']:.1f} s")
+    headers = (Column("image", overflow="fold", min_width=16), *EXPLAIN_HEADERS[1:])
+    _print_table(title, headers, explain_rows(payload))
+    log(f"explain: saved {len(images)} overlays (.png) and maps (.npy) to {folder}")
+    return payload
+
+
+@app.command("explain")
+def explain_command(
+    model: Path = typer.Argument(..., help=".tflite model."),
+    images: list[Path] = typer.Argument(..., help="Image files."),
+    out: Path = typer.Option(..., "--out", help="Folder for <image>.png (overlay), <image>.npy (map) and explain.json."),
+    target: str | None = typer.Option(None, help="Class to explain (default: each image's class at the threshold)."),
+    patch: int | None = typer.Option(None, help=PATCH_HELP),
+    stride: int | None = typer.Option(None, help=STRIDE_HELP),
+    fill: float | None = typer.Option(None, help=FILL_HELP),
+    workers: int = typer.Option(1, help="Interpreters run in parallel threads."),
+    threads: int | None = typer.Option(None, help="Interpreter threads (default: the runtime's)."),
+    threshold: float | None = typer.Option(None, help=THRESHOLD_HELP),
+    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
+    size: int | None = typer.Option(None, help="Input size (default: record.json beside the model)."),
+    mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
+    std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
+    preset: str | None = typer.Option(None, help=PRESET_HELP),
+    labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing explain.json in --out."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write the result (without the maps) as JSON here."),
+) -> None:
+    """Where the model looks: occlusion maps overlaid on each image, with its class and probability."""
+    from mdx.runtime.cli import explain_config, probe_models
+
+    explain = explain_config(patch, stride, fill, target)
+    config = _config(runtime, threads, False, size, mean, std, labels, preset, workers=workers, threshold=threshold)
+    probe_models(model, runtime=runtime)
+    _write_json(json_out, write_explanations(model, images, config, explain, out, overwrite))
 
 
 def _remote_config(host: str, python: str, ssh_option: list[str], timeout: float):
@@ -270,7 +342,8 @@ def _remote_config(host: str, python: str, ssh_option: list[str], timeout: float
     return RemoteConfig(host, python, tuple(token for option in ssh_option for token in shlex.split(option)), timeout)
 
 
-def _check_on_host(candidate: Path, reference: Path, data: Path, tolerances: Any, config: Any, remote: Any) -> dict:
+def _check_on_host(candidate: Path, reference: Path, data: Path, tolerances: Any, config: Any, remote: Any,
+                   explanations: Any) -> dict:
     """`mdx check` run by the copied harness on the host, with the same tolerances and preprocessing options."""
     from mdx.errors import ConfigError
     from mdx.runtime.remote import check_remote
@@ -282,6 +355,12 @@ def _check_on_host(candidate: Path, reference: Path, data: Path, tolerances: Any
             "--min-agreement", str(tolerances.min_agreement), "--runtime", config.runtime, "--n-boot", str(config.n_boot)]
     if tolerances.max_prob_diff is not None:
         args += ["--max-prob-diff", str(tolerances.max_prob_diff)]
+    if explanations.enabled:
+        args += ["--explain-sample", str(explanations.sample), "--max-border-share", str(explanations.max_border_share)]
+        for option, value in (("--min-explanation-agreement", explanations.min_agreement),
+                              ("--patch", explanations.patch), ("--stride", explanations.stride)):
+            if value is not None:
+                args += [option, str(value)]
     for option, value in (("--size", config.size), ("--mean", config.mean), ("--std", config.std),
                           ("--threshold", config.threshold)):
         if value is not None:

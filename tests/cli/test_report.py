@@ -173,9 +173,10 @@ def test_report_run_writes_markdown_html_and_figures(case: tuple[Path, Path, lis
 
 
 def test_report_html_every_image_is_embedded_png(case: tuple[Path, Path, list[str]]) -> None:
-    _, report, variants = case
+    run, report, variants = case
     page = _page(report)
-    assert len(page.images) == 4 + len(variants)  # 2 Pareto, ROC, curves, one confusion matrix per variant
+    grid = (run / "explain" / "record.json").is_file()  # the pipeline's explain stage: FP32 beside INT8 maps
+    assert len(page.images) == 4 + len(variants) + grid  # 2 Pareto, ROC, curves, one confusion matrix per variant
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1], validate=True).startswith(PNG_MAGIC)

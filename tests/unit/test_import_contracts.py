@@ -231,4 +231,4 @@ def test_import_contract_benchmarks_planted_import_fails(source: Path, statement
 
 def test_import_contract_cycle_planted_fails(source: Path) -> None:
     plant(source, "mdx/report_facts.py", "from mdx.report import ReportConfig")
-    assert cycles(source) == [["mdx.report", "mdx.report_facts", "mdx.report_plots", "mdx.report_render"]]
+    assert cycles(source) == [["mdx.report", "mdx.report_explain", "mdx.report_facts", "mdx.report_plots", "mdx.report_render"]]
