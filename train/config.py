@@ -79,13 +79,17 @@ class TrainConfig(ConfigBase):
     strategy: str = "default"
     augmentation: Augmentation = Augmentation()
     bootstrap: int = 1000
+    # the frozen phase trains the head on backbone features computed once from the un-augmented images
+    # (mdx.train.frozen_features; the "gap" head only): 2 frozen epochs cost one inference pass
+    frozen_features: bool = True
 
     @classmethod
     def from_record(cls, stored: dict) -> TrainConfig:
         """The config a record stored, read so that it trains what that run trained: a field added since
         takes the value of the code of then (image-by-image validation before val_group_pattern, no stretch
-        before stretch; fields whose default is "off", such as shift, need no rule)."""
-        replayed = {"val_group_pattern": "", "duplicate_distance": -1,
+        before stretch, a frozen phase on augmented images before frozen_features; fields whose default is
+        "off", such as shift, need no rule)."""
+        replayed = {"val_group_pattern": "", "duplicate_distance": -1, "frozen_features": False,
                     **{k: v for k, v in stored.items() if k != "data_dir"}}
         if isinstance(replayed.get("augmentation"), dict):
             replayed["augmentation"] = {"stretch": 0.0, **replayed["augmentation"]}
@@ -126,4 +130,5 @@ class TrainConfig(ConfigBase):
         require(self.finetune_blocks >= 0, f"finetune_blocks={self.finetune_blocks} must not be negative")
         require(self.max_images_per_class >= 0, "max_images_per_class must not be negative (0 = all)")
         require(self.bootstrap >= 0, "bootstrap must not be negative")
+        require(isinstance(self.frozen_features, bool), f"frozen_features={self.frozen_features!r} must be true or false")
         require(0.0 <= self.label_smoothing < 0.5, f"label_smoothing={self.label_smoothing} must be in [0, 0.5)")
