@@ -80,16 +80,17 @@ class TrainConfig(ConfigBase):
     augmentation: Augmentation = Augmentation()
     bootstrap: int = 1000
     # the frozen phase trains the head on backbone features computed once from the un-augmented images
-    # (mdx.train.frozen_features; the "gap" head only): 2 frozen epochs cost one inference pass
-    frozen_features: bool = True
+    # (mdx.train.frozen_features; the "gap" head only): 2 frozen epochs cost one inference pass. Off by
+    # default: 1.2-1.5x faster, but one seed on 540 X-rays scored 0.848 / AUC 0.924 on test against
+    # 0.891 / 0.962 (benchmarks/results/vm-avx2/train_speed_accuracy.json)
+    frozen_features: bool = False
 
     @classmethod
     def from_record(cls, stored: dict) -> TrainConfig:
         """The config a record stored, read so that it trains what that run trained: a field added since
         takes the value of the code of then (image-by-image validation before val_group_pattern, no stretch
-        before stretch, a frozen phase on augmented images before frozen_features; fields whose default is
-        "off", such as shift, need no rule)."""
-        replayed = {"val_group_pattern": "", "duplicate_distance": -1, "frozen_features": False,
+        before stretch; fields whose default is "off", such as shift and frozen_features, need no rule)."""
+        replayed = {"val_group_pattern": "", "duplicate_distance": -1,
                     **{k: v for k, v in stored.items() if k != "data_dir"}}
         if isinstance(replayed.get("augmentation"), dict):
             replayed["augmentation"] = {"stretch": 0.0, **replayed["augmentation"]}
