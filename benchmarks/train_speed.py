@@ -44,8 +44,10 @@ def _timed_train(data: Path, settings: dict[str, Any], out: Path) -> dict[str, A
     n_train = record["data"]["counts"]["train"]
     seconds = epochs[-1] - start
     return {"train_images": n_train, "epochs": len(epochs), "epoch_seconds": round(seconds, 2),
-            "images_per_second": round(n_train * len(epochs) / seconds, 2), "wall_seconds": round(result.wall_seconds, 1),
-            "metrics": {split: _figures(result.metrics[split]) for split in ("validation", "test") if split in result.metrics}}
+            "images_per_second": round(n_train * len(epochs) / seconds, 2),
+            "wall_seconds": round(result.wall_seconds, 1),
+            "metrics": {split: _figures(result.metrics[split]) for split in ("validation", "test")
+                        if split in result.metrics}}
 
 
 def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
 
     payload = context()
     flags = cpu_flags()
-    payload["settings"] = {"levers": LEVERS, "per_class": args.per_class, "mri_per_class": args.mri_per_class, "accuracy_per_class": args.accuracy_per_class,
+    payload["settings"] = {"levers": LEVERS, "per_class": args.per_class, "mri_per_class": args.mri_per_class,
+                           "accuracy_per_class": args.accuracy_per_class,
                            "recipe": "TrainConfig() defaults"}
     payload["not_run"] = {
         "bfloat16": "skipped: the CPU has none of " + ", ".join(BF16_FLAGS) if not any(f in flags for f in BF16_FLAGS)
