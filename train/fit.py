@@ -22,7 +22,7 @@ from mdx.runtime.files import atomic_write_json, atomic_write_text
 from mdx.runtime.images import ImageSet
 from mdx.runtime.manifest import MANIFEST_NAME, write_manifest
 from mdx.runtime.metrics import THRESHOLD_RULE, classification_metrics, roc_curve, youden_threshold
-from mdx.train import plots
+from mdx.train import frozen_features, plots
 from mdx.train.config import TrainConfig
 from mdx.train.data import class_weights, load_splits, manifest_rows
 from mdx.train.keras_shim import keras, tf
@@ -144,8 +144,16 @@ def train(
                 unfrozen = unfreeze_top_blocks(backbone, blocks)
                 log(f"train: fine-tuning the top {blocks} blocks ({unfrozen} layers) at lr {config.lr_finetune:g}"
                     + (", cosine decay to 0" if config.lr_schedule == "cosine" else ""))
-            phase = _fit_phase(model, strategy, learning_rate, train_ds, val_ds, epochs, done, total, steps, weights,
-                               log, config.patience, config.label_smoothing, average_epochs)
+            fitted, phase_train, phase_val = model, train_ds, val_ds
+            if blocks is None and frozen_features.supports(config):
+                seconds = time.perf_counter()
+                with strategy.scope():
+                    fitted, phase_train, phase_val = frozen_features.frozen_inputs(
+                        model, splits.train, splits.val, batch_size=batch, preprocessing=preprocessing, seed=config.seed)
+                log(f"train: frozen phase on backbone features of the un-augmented images "
+                    f"(computed in {time.perf_counter() - seconds:.0f} s)")
+            phase = _fit_phase(fitted, strategy, learning_rate, phase_train, phase_val, epochs, done, total, steps,
+                               weights, log, config.patience, config.label_smoothing, average_epochs)
             for key, values in phase.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
             done += len(phase.get("loss", []))

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mdx.errors import ConfigError
 from mdx.records import read_record
 from mdx.runtime.metrics import THRESHOLD_RULE
 from mdx.train.config import Augmentation, TrainConfig
@@ -223,3 +224,46 @@ def test_train_mirrored_strategy_two_logical_cpus(tmp_path: Path, xray_subset) -
     assert done.returncode == 0, done.stderr[-2000:]
     record = json.loads((tmp_path / "train" / "record.json").read_text())
     assert record["replicas"] == 2 and record["config"]["strategy"] == "mirrored"
+
+
+def test_frozen_features_head_on_pooled_features_predicts_as_the_whole_model() -> None:
+    from mdx.train.frozen_features import head_model, pooled_features
+    from mdx.train.keras_shim import keras
+    from mdx.train.model import build_backbone, build_classifier, preprocessing_for
+
+    config = TrainConfig(**TINY)
+    keras.utils.set_random_seed(0)
+    backbone, _ = build_backbone(config)
+    backbone.trainable = False
+    model = build_classifier(config, 2, backbone)
+    images = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 0, 1, 0, 1])
+    features = pooled_features(model, images, labels, 2, preprocessing_for(config))
+    assert features.shape == (6, backbone.output_shape[-1]) and np.ptp(features) > 0
+    whole = model.predict((images.astype(np.float32) - 127.5) / 127.5, verbose=0)
+    np.testing.assert_allclose(head_model(model).predict(features, verbose=0), whole, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("frozen_features", [True, False])
+def test_train_frozen_phase_on_cached_features_or_augmented_images_trains_the_head(
+        tmp_path: Path, xray_subset, frozen_features: bool) -> None:
+    from mdx.train.fit import train
+    from mdx.train.keras_shim import keras
+
+    lines: list[str] = []
+    config = TrainConfig(**{**TINY, "weights": "bundled", "alpha": 1.0, "input_size": 64, "epochs_finetune": 0,
+                            "epochs_frozen": 2, "patience": 0, "frozen_features": frozen_features})
+    train(xray_subset(8), config, tmp_path / "train", log=lines.append)
+    assert any(line.startswith("train: frozen phase on backbone features") for line in lines) is frozen_features
+    history = json.loads((tmp_path / "train" / "history.json").read_text())
+    assert len(history["loss"]) == 2 and len(history["val_auc"]) == 2
+    model = keras.models.load_model(tmp_path / "train" / "model.keras", compile=False)
+    assert [layer.name for layer in model.layers][-4:] == ["gap", "dense", "dropout", "probabilities"]
+
+
+def test_train_config_from_an_older_record_replays_the_frozen_phase_on_images() -> None:
+    stored = {k: v for k, v in TrainConfig().to_dict().items() if k != "frozen_features"}
+    assert TrainConfig.from_record(stored).frozen_features is False
+    assert TrainConfig.from_record({**stored, "frozen_features": True}).frozen_features is True
+    with pytest.raises(ConfigError, match="frozen_features='yes' must be true or false"):
+        TrainConfig(frozen_features="yes")  # type: ignore[arg-type]

@@ -1,0 +1,116 @@
+"""Training speed, lever by lever, old path against new in one run: epoch throughput and the accuracy kept.
+
+Throughput: the default recipe (2 frozen + 3 fine-tuning epochs, every epoch run) on a capped subset,
+each lever's arm right after the other so that both see the same load, at 128 px on the chest X-rays
+and 224 px on the brain MRI. Accuracy: the default recipe on the whole chest X-ray set at 128 px (the
+demo's training), old frozen phase against new, with test accuracy and AUC and their bootstrap CIs.
+
+    .venv/bin/python benchmarks/train_speed.py [--chest DIR] [--mri DIR] [--per-class N] [--mri-per-class N]
+        [--accuracy-per-class N] [--skip-accuracy] [--skip-throughput] [--out FILE]
+    -> benchmarks/results/<hostname>-<simd>/train_speed.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import context, save
+
+ROOT = Path(__file__).resolve().parent.parent
+# each lever's config against the path before it (frozen_features false = the frozen phase of old records)
+LEVERS = {"old": {"frozen_features": False}, "frozen_features": {"frozen_features": True}}
+# bfloat16 pays only with native bf16 arithmetic; without it TF emulates bf16 and trains slower
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def _timed_train(data: Path, settings: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Train once; the seconds from the model's build to the last epoch, read off the log's timestamps."""
+    from mdx.train.config import TrainConfig
+    from mdx.train.fit import train
+
+    stamps: list[tuple[float, str]] = []
+    config = TrainConfig.from_dict(settings)
+    result = train(data, config, out, overwrite=True, log=lambda line: stamps.append((time.perf_counter(), line)))
+    start = next(t for t, line in stamps if line.startswith("train: ") and " train / " in line)
+    epochs = [t for t, line in stamps if line.startswith("epoch ")]
+    record = json.loads((out / "record.json").read_text(encoding="utf-8"))
+    n_train = record["data"]["counts"]["train"]
+    seconds = epochs[-1] - start
+    return {"train_images": n_train, "epochs": len(epochs), "epoch_seconds": round(seconds, 2),
+            "images_per_second": round(n_train * len(epochs) / seconds, 2),
+            "wall_seconds": round(result.wall_seconds, 1),
+            "metrics": {split: _figures(result.metrics[split]) for split in ("validation", "test")
+                        if split in result.metrics}}
+
+
+def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {name: {"value": round(metrics[name]["value"], 4),
+                   "ci95": [round(v, 4) for v in metrics[name]["ci95"]] if metrics[name].get("ci95") else None}
+            for name in ("accuracy", "auc") if metrics.get(name)}
+
+
+def _throughput(data: Path, size: int, per_class: int, work: Path) -> dict[str, Any]:
+    """Each lever's epoch throughput on `per_class` images a class, every epoch of the default recipe run."""
+    base = {"input_size": size, "max_images_per_class": per_class, "patience": 0, "bootstrap": 0}
+    arms = {}
+    for name, lever in LEVERS.items():
+        arms[name] = _timed_train(data, {**base, **lever}, work / f"{size}-{name}")
+        print(f"{size} px {name}: {arms[name]['images_per_second']} images/s", flush=True)
+    old = arms["old"]["images_per_second"]
+    return {"data": str(data), "input_size": size, "max_images_per_class": per_class, "arms": arms,
+            "speedup_vs_old": {name: round(arm["images_per_second"] / old, 3) for name, arm in arms.items()}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--chest", type=Path, default=ROOT / "data" / "chest_xray", help="the demo's chest X-rays")
+    parser.add_argument("--mri", type=Path, default=ROOT.parent / "shared" / "data" / "brain_tumor_mri")
+    parser.add_argument("--per-class", type=int, default=150, help="images a class for the 128 px throughput arms")
+    parser.add_argument("--mri-per-class", type=int, default=150, help="images a class for the 224 px throughput arms")
+    parser.add_argument("--accuracy-per-class", type=int, default=0,
+                        help="images a class for the accuracy arms (0: all, the demo's training)")
+    parser.add_argument("--skip-throughput", action="store_true", help="only the accuracy arms")
+    parser.add_argument("--skip-accuracy", action="store_true", help="only the throughput arms")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    from mdx.runtime.machine import cpu_flags
+
+    payload = context()
+    flags = cpu_flags()
+    payload["settings"] = {"levers": LEVERS, "per_class": args.per_class, "mri_per_class": args.mri_per_class,
+                           "accuracy_per_class": args.accuracy_per_class,
+                           "recipe": "TrainConfig() defaults"}
+    payload["not_run"] = {
+        "bfloat16": "skipped: the CPU has none of " + ", ".join(BF16_FLAGS) if not any(f in flags for f in BF16_FLAGS)
+        else "not implemented",
+        "xla": "measured by hand (jit_compile=True on compile): 9.7x slower per frozen step and 11x per fine-tuning "
+               "step at 128 px on vm-avx2, so not a lever; see benchmarks/README.md",
+    }
+    figures: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="train_speed-") as tmp:
+        work = Path(tmp)
+        if not args.skip_throughput:
+            figures["throughput_128px_chest_xray"] = _throughput(args.chest, 128, args.per_class, work)
+        if args.mri.is_dir() and not args.skip_throughput:
+            figures["throughput_224px_brain_mri"] = _throughput(args.mri, 224, args.mri_per_class, work)
+        if not args.skip_accuracy:
+            figures["accuracy_128px_chest_xray"] = {
+                name: _timed_train(args.chest, {"input_size": 128, "max_images_per_class": args.accuracy_per_class,
+                                                **lever}, work / f"full-{name}")
+                for name, lever in LEVERS.items()}
+    payload["figures"] = figures
+    path = save("train_speed", payload, args.out)
+    print(json.dumps(figures, indent=1))
+    print(f"saved {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
