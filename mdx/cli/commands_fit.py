@@ -17,6 +17,7 @@ def train_command(
     data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (optional val/; Training/, Testing/, any case), or DATA/<class>/ to be split."),
     out: Path | None = typer.Option(None, "--out", help="Run folder; the model goes to OUT/train/. Default runs/<data name>."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT/train/."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same options from its last complete epoch (else start; see docs/training.md)."),
     backbone: str = typer.Option("mobilenet_v2", help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or efficientnet_b0."),
     weights: str = typer.Option("bundled", help="bundled (ImageNet .tflite in data/), imagenet (Keras download), none, or a .tflite/.keras/.h5 file."),
     head: str = typer.Option("gap", help="gap (GAP + Dense(128) + Dropout) or flatten (Flatten + Dense)."),
@@ -65,7 +66,11 @@ def train_command(
     from mdx.train.fit import train
 
     run = out if out is not None else Path("runs") / data_dir.resolve().name
-    result = train(data_dir, config, run / "train", overwrite=overwrite, log=log, split_manifest=split_manifest)
+    result = train(data_dir, config, run / "train", overwrite=overwrite, log=log, split_manifest=split_manifest,
+                   resume=resume)
+    if not result.saved:
+        log(f"train: this worker is done in {result.wall_seconds:.0f} s; the chief saves {result.model_path}")
+        return
     test = result.metrics.get("test")
     summary = (f"  test accuracy {test['accuracy']['value']:.3f}  AUC {test['auc']['value']:.3f}" if test else "")
     log(f"train: saved {result.model_path} in {result.wall_seconds:.0f} s{summary}")
