@@ -182,10 +182,10 @@ class Checkpoints:
 def _difference(stored: dict[str, Any], current: dict[str, Any]) -> str:
     if stored.get("task") != current["task"]:
         return f"worker {stored.get('task')!r} there, {current['task']!r} here"
-    if stored.get("data_sha256") != current["data_sha256"]:
-        return "other training or validation images"
     there, here = stored.get("config", {}), current["config"]
-    name = next((k for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)), "?")
+    name = next((k for k in sorted(set(there) | set(here)) if there.get(k) != here.get(k)), None)
+    if name is None:  # the options match: the images changed
+        return "other training or validation images"
     return f"{name} {there.get(name)!r} there, {here.get(name)!r} here"
 
 

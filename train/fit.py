@@ -7,17 +7,19 @@ on validation data (Youden's J with the one-SE rule, for two classes) and evalua
 
 from __future__ import annotations
 
+import contextlib
 import json
+import re
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mdx.errors import ArtifactError
+from mdx.errors import ArtifactError, WorkerError
 from mdx.records import staged_dir, write_record
 from mdx.runtime.files import atomic_write_json, atomic_write_text
 from mdx.runtime.images import ImageSet
@@ -67,6 +69,29 @@ def _task(strategy: tf.distribute.Strategy) -> tuple[str, bool]:
     chief = resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0
                                                and "chief" not in resolver.cluster_spec().as_dict())
     return f"{resolver.task_type}:{resolver.task_id}", chief
+
+
+@contextlib.contextmanager
+def _worker_failures(strategy: tf.distribute.Strategy, resume: bool) -> Iterator[None]:
+    """A multi-worker run whose peer died (its heartbeats stop; collectives then abort with UnavailableError,
+    about 10 s later here) ends in one line naming that worker, not a TensorFlow traceback."""
+    try:
+        yield
+    except (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.CancelledError) as exc:
+        resolver = getattr(strategy, "cluster_resolver", None)
+        if resolver is None or not resolver.task_type:
+            raise
+        found = re.search(r"/job:(\w+)/replica:\d+/task:(\d+)", exc.message or "")
+        cluster = resolver.cluster_spec().as_dict()
+        if found:
+            kind, index = found.group(1), int(found.group(2))
+            who = f"{kind} {index} ({cluster.get(kind, [])[index] if index < len(cluster.get(kind, [])) else '?'})"
+        else:
+            who = "another worker"
+        then = ("rerun every worker with --resume to continue from the last checkpoint" if resume else
+                "rerun every worker (with --resume to continue from the last epoch next time)")
+        raise WorkerError(f"{who} of the multi-worker run stopped answering ({type(exc).__name__}); check its log, "
+                          f"then {then}") from None
 
 
 def _resume_point(checkpoints: Checkpoints, strategy: tf.distribute.Strategy, log: Callable[[str], None],
@@ -186,7 +211,8 @@ def train(
                 "rerun with --resume to continue")
         return kept
 
-    with staged_dir(out, overwrite=overwrite, adopt=adopt, keep=keep, publish=chief) as staging:
+    with _worker_failures(strategy, resume), staged_dir(out, overwrite=overwrite, adopt=adopt, keep=keep,
+                                                        publish=chief) as staging:
         checkpoints = Checkpoints(staging, key)
         checkpoints.lock()
         if adopt is not None:  # a fresh start for everything but the checkpoints

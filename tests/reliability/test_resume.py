@@ -139,6 +139,6 @@ def test_mdx_train_resume_with_other_options_one_line_error_naming_the_option(tm
     pid = _kill_at_epoch(args, 2, tmp_path)
 
     other = mdx(*args, "--seed", 1, "--resume")
-    assert_fails(other, 1, "--resume", "seed 0 there, 1 here", "drop --resume to start over")
+    assert_fails(other, 2, "--resume", "seed 0 there, 1 here", "drop --resume to start over")
     assert (run / f".train.partial-{pid}" / "checkpoints" / "epoch-0001").is_dir()  # untouched, for the right options
     assert not (run / "train").exists()
