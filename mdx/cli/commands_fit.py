@@ -47,6 +47,7 @@ def train_command(
     brightness: float = typer.Option(0.1),
     contrast: float = typer.Option(0.0),
     label_smoothing: float = typer.Option(0.0, help="Cross-entropy label smoothing."),
+    dropout: float = typer.Option(0.3, help="Dropout rate before the classifier (gap head)."),
     patience: int = typer.Option(3, help="Early stopping patience on validation AUC (0 = train every epoch, keep the last)."),
     max_images_per_class: int = typer.Option(0, help="Use at most this many images per class and split (0 = all)."),
     strategy: str = typer.Option("default", help="default, mirrored or multiworker (tf.distribute; TF_CONFIG for workers)."),
@@ -59,7 +60,7 @@ def train_command(
         input_size=input_size, alpha=alpha, backbone=backbone, weights=weights, head=head, batch_size=batch_size,
         epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
         lr_finetune=lr_finetune, lr_schedule=lr_schedule, average_epochs=average_epochs, val_fraction=val_fraction, test_fraction=test_fraction, duplicate_distance=duplicate_distance, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
-        max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
+        max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing, dropout=dropout,
         augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, stretch=stretch, shift=shift, shear=shear, rotation_degrees=rotation,
                                   brightness=brightness, contrast=contrast),
     )
