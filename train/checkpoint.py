@@ -192,7 +192,7 @@ def _difference(stored: dict[str, Any], current: dict[str, Any]) -> str:
 def agreed_epoch(strategy: tf.distribute.Strategy, epochs: list[int]) -> int | None:
     """The newest epoch every worker has a checkpoint of (None: start over), the same on every worker."""
     mine = max(epochs) if epochs else -1
-    if strategy.extended._in_multi_worker_mode():  # noqa: SLF001 - the public API has no such test
+    if strategy.extended._in_multi_worker_mode():
         mine = int(np.min(strategy.gather(tf.constant([mine]), axis=0).numpy()))
     if mine < 0:
         return None
@@ -260,8 +260,8 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 setattr(stopping, name, saved.early_stopping[name])
             stopping.best_weights = saved.arrays("best") if saved.early_stopping["has_best_weights"] else None
         if self.average is not None and saved.average_epochs:
-            self.average._sums = saved.arrays("average")  # noqa: SLF001 - its own state, restored
-            self.average._epochs = list(saved.average_epochs)  # noqa: SLF001
+            self.average._sums = saved.arrays("average")
+            self.average._epochs = list(saved.average_epochs)
 
     def on_epoch_end(self, epoch, logs=None):
         for key, value in (logs or {}).items():
@@ -278,7 +278,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
                 arrays["best"] = es.best_weights
         average_epochs = list(getattr(self.average, "_epochs", []))
         if average_epochs:
-            arrays["average"] = self.average._sums  # noqa: SLF001
+            arrays["average"] = self.average._sums
         self.checkpoints.save({
             "epoch": epoch + 1, "phase": self.phase, "phase_start": self.phase_start,
             "draws": self.draws + 1 + (epoch + 1 - self.phase_start), "stopped": bool(self.model.stop_training),

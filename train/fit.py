@@ -27,8 +27,16 @@ from mdx.runtime.manifest import MANIFEST_NAME, write_manifest
 from mdx.runtime.metrics import THRESHOLD_RULE, classification_metrics, roc_curve, youden_threshold
 from mdx.train import plots
 from mdx.train.checkpoint import FOLDER as CHECKPOINT_FOLDER
-from mdx.train.checkpoint import (Checkpoints, EpochCheckpoint, Saved, advance_shuffle, agreed_epoch, claim_interrupted,
-                                  finish_phase, run_key)
+from mdx.train.checkpoint import (
+    Checkpoints,
+    EpochCheckpoint,
+    Saved,
+    advance_shuffle,
+    agreed_epoch,
+    claim_interrupted,
+    finish_phase,
+    run_key,
+)
 from mdx.train.config import TrainConfig
 from mdx.train.data import class_weights, load_splits, manifest_rows
 from mdx.train.keras_shim import keras, tf
