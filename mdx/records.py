@@ -40,11 +40,12 @@ def staged_dir(final: Path, *, overwrite: bool, adopt: Path | None = None, keep:
     staging = final.parent / f".{final.name}.partial-{os.getpid()}"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        if adopt is not None:
-            os.replace(adopt, staging)
-        else:
+        if adopt is None or Path(adopt) != staging:  # this process's own kept folder is adopted in place
+            shutil.rmtree(staging, ignore_errors=True)
+        if adopt is None:
             staging.mkdir()
+        elif Path(adopt) != staging:
+            os.replace(adopt, staging)
     except OSError as exc:
         raise ArtifactError(write_failure(final, exc)) from None
     try:

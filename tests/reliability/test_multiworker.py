@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from reliability_support import copy_xrays, error_line, leftovers, mdx
+from reliability_support import error_line, leftovers, mdx
 from test_resume import PAUSED, SHIM, _weights
 
 RECIPE = ["--input-size", 64, "--alpha", 1.0, "--weights", "bundled", "--epochs-frozen", 2, "--epochs-finetune", 0,
@@ -31,11 +31,8 @@ TIMEOUT = 400
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("multiworker") / "data"
-    copy_xrays(root / "train", per_class=6)
-    copy_xrays(root / "test", per_class=2)
-    return root
+def data(xray_splits: Path) -> Path:
+    return xray_splits
 
 
 def _free_ports(count: int) -> list[int]:

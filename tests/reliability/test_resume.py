@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from reliability_support import assert_fails, copy_xrays, leftovers, mdx
+from reliability_support import assert_fails, leftovers, mdx
 
 PAUSED = "MDX-TEST-PAUSED"
 SHIM = f"""
@@ -43,11 +43,8 @@ RECIPE = ["--input-size", 64, "--alpha", 1.0, "--weights", "bundled", "--epochs-
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("resume") / "data"
-    copy_xrays(root / "train", per_class=6)
-    copy_xrays(root / "test", per_class=2)
-    return root
+def data(xray_splits: Path) -> Path:
+    return xray_splits
 
 
 @pytest.fixture(scope="module")
