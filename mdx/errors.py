@@ -39,3 +39,7 @@ class CompatibilityError(MdxError):
 
 class ParityError(ToleranceError):
     """A candidate model missed a tolerance against its reference (exit code 3)."""
+
+
+class WorkerError(MdxError):
+    """A worker of a multi-worker training run crashed or stopped answering."""

@@ -94,8 +94,10 @@ def summary_markdown(result: PipelineResult) -> str:
 
 def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out: Path, *,
                  overwrite: bool = False, log: Log = lambda message: None,
-                 split_manifest: Path | None = None) -> PipelineResult:
+                 split_manifest: Path | None = None, resume: bool = False) -> PipelineResult:
     """Train on `data_dir`, convert to fp32 and the requested variants, evaluate each on test/, time each.
+
+    `resume` continues a training that was interrupted (mdx train --resume).
 
     Raises:
         ArtifactError: `out` exists and `overwrite` is false, or the data set has no test/ split.
@@ -110,7 +112,11 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
     from mdx.train.fit import train
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    # an interrupted training's staging folder is no result: train removes it, or continues it (--resume);
+    # nor is the audit, which a rerun writes anew before training
+    results = [p for p in out.iterdir() if not p.name.startswith((".train.partial-", ".audit.")) and p.name != "audit"] \
+        if out.exists() else []
+    if results and not overwrite:
         raise ArtifactError(f"{out} already exists; pass --overwrite to replace it, or choose another --out")
     folders = split_folders(data_dir)
     # DATA/<class>/ (no split folders) or a reused manifest: training carves or reads the test split, and
@@ -130,7 +136,8 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
             log(f"warning: {warning}")
         seconds["audit"] = time.perf_counter() - started
     started = time.perf_counter()
-    trained = train(data_dir, train_config, out / "train", overwrite=overwrite, log=log, split_manifest=split_manifest)
+    trained = train(data_dir, train_config, out / "train", overwrite=overwrite, log=log, split_manifest=split_manifest,
+                    resume=resume)
     seconds["train"] = time.perf_counter() - started
 
     started = time.perf_counter()

@@ -11,7 +11,7 @@ import datetime as _dt
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,13 @@ RECORD_NAME = "record.json"
 
 
 @contextlib.contextmanager
-def staged_dir(final: Path, *, overwrite: bool) -> Iterator[Path]:
+def staged_dir(final: Path, *, overwrite: bool, adopt: Path | None = None, keep: Callable[[], bool] = lambda: False,
+               publish: bool = True) -> Iterator[Path]:
     """Yield an empty temporary folder beside `final`; on success it replaces `final`.
+
+    `adopt` is the staging folder of an interrupted run to continue in (`mdx train --resume`), renamed to
+    this process's; `keep()` True on a failure leaves the staging folder for such a run; `publish` False
+    removes it on success too (a multi-worker run's other workers: only the chief saves).
 
     Raises:
         ArtifactError: `final` exists and `overwrite` is false, or it cannot be written (read-only, disk full).
@@ -35,20 +40,28 @@ def staged_dir(final: Path, *, overwrite: bool) -> Iterator[Path]:
     staging = final.parent / f".{final.name}.partial-{os.getpid()}"
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir()
+        if adopt is None or Path(adopt) != staging:  # this process's own kept folder is adopted in place
+            shutil.rmtree(staging, ignore_errors=True)
+        if adopt is None:
+            staging.mkdir()
+        elif Path(adopt) != staging:
+            os.replace(adopt, staging)
     except OSError as exc:
         raise ArtifactError(write_failure(final, exc)) from None
     try:
         yield staging
     except BaseException as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        if not keep():
+            shutil.rmtree(staging, ignore_errors=True)
         if isinstance(exc, OutputError):  # an atomic write inside the stage: report it as this stage's artifact
             raise ArtifactError(str(exc).replace(str(staging), str(final))) from None
         # a full disk met by a writer that is not ours (Keras, matplotlib) is a user problem, not a bug
         if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
             raise ArtifactError(write_failure(final, exc)) from None
         raise
+    if not publish:
+        shutil.rmtree(staging, ignore_errors=True)
+        return
     try:
         if final.exists():
             trash = final.parent / f".{final.name}.old-{os.getpid()}"

@@ -124,7 +124,9 @@ def build_classifier(config: TrainConfig, n_classes: int, backbone: keras.Model)
     else:
         x = keras.layers.GlobalAveragePooling2D(name="gap")(features)
         x = keras.layers.Dense(config.dense_units, activation="relu", name="dense")(x)
-        x = keras.layers.Dropout(config.dropout, seed=config.seed, name="dropout")(x)
+        # a tf.random.Generator, whose state a checkpoint saves (mdx.train.checkpoint): Keras' default
+        # stateful op restarts its stream with every new train function, so a resumed run would drop others
+        x = keras.layers.Dropout(config.dropout, seed=config.seed, rng_type="stateful", name="dropout")(x)
     outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"{config.backbone}_{config.head}")
 

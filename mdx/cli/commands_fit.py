@@ -31,6 +31,22 @@ def effective_config(ctx: typer.Context, recipe: Path | None):
     return recipe_config(recipe, typed)
 
 
+def _is_chief() -> bool:
+    """False on a multi-worker run's other workers (TF_CONFIG): only the chief audits, as only it saves."""
+    import json
+    import os
+
+    try:
+        spec = json.loads(os.environ.get("TF_CONFIG") or "{}")
+    except json.JSONDecodeError:
+        return True  # training reports the malformed TF_CONFIG
+    task = spec.get("task") or {}
+    if not task:
+        return True
+    return task.get("type") == "chief" or (task.get("type") == "worker" and int(task.get("index", 0)) == 0
+                                             and "chief" not in (spec.get("cluster") or {}))
+
+
 @app.command("train")
 def train_command(
     ctx: typer.Context,
@@ -38,6 +54,7 @@ def train_command(
     out: Path | None = typer.Option(None, "--out", help="Run folder; the model goes to OUT/train/. Default runs/<data name>."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT/train/."),
     config_file: Path | None = typer.Option(None, "--config", help=RECIPE_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run of the same options from its last complete epoch (else start; see docs/training.md)."),
     backbone: str = typer.Option("mobilenet_v2", help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or efficientnet_b0."),
     weights: str = typer.Option("bundled", help="bundled (ImageNet .tflite in data/), imagenet (Keras download), none, or a .tflite/.keras/.h5 file."),
     head: str = typer.Option("gap", help="gap (GAP + Dense(128) + Dropout) or flatten (Flatten + Dense)."),
@@ -67,6 +84,7 @@ def train_command(
     brightness: float = typer.Option(0.1),
     contrast: float = typer.Option(0.0),
     label_smoothing: float = typer.Option(0.0, help="Cross-entropy label smoothing."),
+    dropout: float = typer.Option(0.3, help="Dropout rate before the classifier (gap head)."),
     patience: int = typer.Option(3, help="Early stopping patience on validation AUC (0 = train every epoch, keep the last)."),
     max_images_per_class: int = typer.Option(0, help="Use at most this many images per class and split (0 = all)."),
     strategy: str = typer.Option("default", help="default, mirrored or multiworker (tf.distribute; TF_CONFIG for workers)."),
@@ -79,9 +97,13 @@ def train_command(
     from mdx.train.fit import train
 
     run = out if out is not None else Path("runs") / data_dir.resolve().name
-    if audit:
+    if audit and _is_chief():
         run_audit(data_dir, run, duplicate_distance=duplicate_distance, strict=strict_audit, quiet=True)
-    result = train(data_dir, config, run / "train", overwrite=overwrite, log=log, split_manifest=split_manifest)
+    result = train(data_dir, config, run / "train", overwrite=overwrite, log=log, split_manifest=split_manifest,
+                   resume=resume)
+    if not result.saved:
+        log(f"train: this worker is done in {result.wall_seconds:.0f} s; the chief saves {result.model_path}")
+        return
     test = result.metrics.get("test")
     summary = (f"  test accuracy {test['accuracy']['value']:.3f}  AUC {test['auc']['value']:.3f}" if test else "")
     log(f"train: saved {result.model_path} in {result.wall_seconds:.0f} s{summary}")

@@ -18,6 +18,7 @@ def pipeline_command(
     data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (Training/, Testing/, any case), or DATA/<class>/ to be split."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder: train/, convert/<variant>/, evaluate/, bench/, summary."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the training of an interrupted run from its last complete epoch."),
     train_config: Path | None = typer.Option(None, "--config", "--train-config", help=RECIPE_HELP),
     epochs_frozen: int | None = typer.Option(None, help="Override the training config's epochs with the backbone frozen."),
     epochs_finetune: int | None = typer.Option(None, help="Override the training config's fine-tuning epochs."),
@@ -43,7 +44,8 @@ def pipeline_command(
         raise ConfigError(f"--threads {threads!r} must be comma-separated integers, e.g. 1,2") from None
     pipeline = PipelineConfig(variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
                               bench_threads=thread_counts, audit=audit, strict_audit=strict_audit)
-    result = run_pipeline(data_dir, config, pipeline, out, overwrite=overwrite, log=log, split_manifest=split_manifest)
+    result = run_pipeline(data_dir, config, pipeline, out, overwrite=overwrite, log=log, split_manifest=split_manifest,
+                          resume=resume)
 
     table = Table(title=f"mdx pipeline: {data_dir} -> {out}")
     for column in ("variant", "size (MB)", "x FP32", "p50 latency (ms)", "accuracy", "AUC", "agreement w/ FP32"):

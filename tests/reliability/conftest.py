@@ -25,6 +25,15 @@ def xray_dir(tmp_path: Path) -> Path:
     return copy_xrays(tmp_path / "xrays")
 
 
+@pytest.fixture(scope="session")
+def xray_splits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """DATA/train/ with 6 real X-rays per class, DATA/test/ with 2: the data of the training-run tests."""
+    root = tmp_path_factory.mktemp("xray-splits") / "data"
+    copy_xrays(root / "train", per_class=6)
+    copy_xrays(root / "test", per_class=2)
+    return root
+
+
 @pytest.fixture
 def no_probe(monkeypatch: pytest.MonkeyPatch) -> None:
     """Skip the subprocess probe (1 s per command) where the model is a known-good golden one and the

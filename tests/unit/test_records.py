@@ -39,6 +39,28 @@ def test_staged_dir_overwrite_replaces_whole_folder(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["stage"]
 
 
+def test_staged_dir_adopt_continues_in_an_interrupted_folder_keep_leaves_it_on_failure(tmp_path: Path) -> None:
+    final = tmp_path / "stage"
+    old = tmp_path / ".stage.partial-1"  # a killed run's staging folder, another pid
+    (old / "checkpoints").mkdir(parents=True)
+    with pytest.raises(RuntimeError, match="boom"), staged_dir(final, overwrite=False, adopt=old,
+                                                                keep=lambda: True) as staging:
+        assert (staging / "checkpoints").is_dir() and not old.exists()
+        raise RuntimeError("boom")
+    assert (staging / "checkpoints").is_dir() and not final.exists()  # kept for the next --resume
+    with staged_dir(final, overwrite=False, adopt=staging) as again:
+        assert again == staging  # this process's own folder, adopted in place
+        (again / "model.keras").write_bytes(b"k")
+    assert sorted(p.name for p in final.iterdir()) == ["checkpoints", "model.keras"]
+
+
+def test_staged_dir_publish_false_removes_the_folder_on_success(tmp_path: Path) -> None:
+    final = tmp_path / "stage"
+    with staged_dir(final, overwrite=False, publish=False) as staging:
+        (staging / "model.keras").write_bytes(b"k")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_write_record_outputs_hashed_relative_and_verified(tmp_path: Path) -> None:
     (tmp_path / "model.tflite").write_bytes(b"TFL3-not-really")
     write_record(tmp_path, stage="convert", config={"a": 1}, inputs=[], outputs=[tmp_path / "model.tflite"],
