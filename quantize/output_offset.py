@@ -50,11 +50,13 @@ def _interpreter(data: bytes) -> Any:
 
 
 def _logits_op(interpreter: Any) -> tuple[dict, dict] | None:
-    """(the SOFTMAX op writing the model output, the op computing its input), or None."""
+    """(the SOFTMAX op writing the model output, or its DEQUANTIZE's input; the op computing its input), or None."""
     ops = interpreter._get_ops_details()  # the only API listing ops with their tensors (tf.lite and litert)
     output = interpreter.get_output_details()[0]["index"]
     producers = {out: op for op in ops if op["op_name"] != "DELEGATE" for out in op["outputs"]}
     softmax = producers.get(output)
+    if softmax is not None and softmax["op_name"] == "DEQUANTIZE":  # float32 io around an int8 body
+        softmax = producers.get(softmax["inputs"][0])
     if softmax is None or softmax["op_name"] != "SOFTMAX":
         return None
     logits_op = producers.get(softmax["inputs"][0])

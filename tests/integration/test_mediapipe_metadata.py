@@ -31,6 +31,7 @@ SIZE = 32
 CLASSES = ("NORMAL", "PNEUMONIA")
 PRE = Preprocessing(size=SIZE, mean=(127.5,) * 3, std=(127.5,) * 3)
 THRESHOLD, RULE = 0.45, "Youden's J on validation, one-standard-error rule toward 0.5"
+DEFAULT_VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int8-fallback")  # what `mdx convert --all` writes
 MEDIAPIPE_VENV = Path(__file__).resolve().parents[2] / ".venv-mediapipe"
 CLASSIFY = """
 import json, sys
@@ -57,7 +58,8 @@ print(json.dumps(result))
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, xray_subset) -> SimpleNamespace:
-    """fp32, int8 (int8 io) and int8 with uint8 io of a tiny classifier, plus 8 real X-rays at its size."""
+    """Every variant of a tiny classifier at its default io, int8 with uint8 and with int8 io, and 8 real
+    X-rays at its size."""
     from PIL import Image
 
     from mdx.train.keras_shim import keras
@@ -84,15 +86,16 @@ def converted(tmp_path_factory, xray_subset) -> SimpleNamespace:
     write_record(run / "train", stage="train", config={}, inputs=[], outputs=[run / "train" / "model.keras"],
                  extra={"preprocessing": PRE.to_dict(), "labels": list(CLASSES), "threshold": THRESHOLD,
                         "threshold_rule": RULE, "data": {"train_dir": str(train)}})
-    convert(run, ConvertConfig(variants=("fp16", "int8")))  # calibrates on all 20 images
-    convert(run, ConvertConfig(variants=("int8",), io="uint8", out=root / "uint8"))
+    convert(run, ConvertConfig(variants=DEFAULT_VARIANTS[1:]))  # calibrates on all 20 images
+    for io in ("uint8", "int8"):
+        convert(run, ConvertConfig(variants=("int8",), io=io, out=root / io))
     xrays = images[[i for i, path in enumerate(paths) if not path.name.startswith("flat")][::2]]
     pngs = []
     for index, image in enumerate(xrays):  # the harness's own decode and resize, so both see these pixels
         pngs.append(root / f"xray{index}.png")
         Image.fromarray(image).save(pngs[-1])
-    return SimpleNamespace(out=run / "convert", uint8=root / "uint8" / "int8" / "model.tflite", pngs=pngs,
-                           inputs=PRE.normalize(xrays))
+    return SimpleNamespace(out=run / "convert", uint8=root / "uint8" / "int8" / "model.tflite",
+                           int8_io=root / "int8" / "int8" / "model.tflite", pngs=pngs, inputs=PRE.normalize(xrays))
 
 
 @pytest.mark.parametrize("variant", ["fp32", "fp16", "int8"])
@@ -143,20 +146,33 @@ def _mediapipe(python: Path, converted, models: list[Path]) -> dict[str, dict]:
     return json.loads(run.stdout.strip().splitlines()[-1])
 
 
-def test_mediapipe_image_classifier_fp32_and_uint8_io_int8_agree_with_harness(converted, mediapipe_python):
-    models = [converted.out / "fp32" / "model.tflite", converted.uint8]
+def _agreement(converted, model: Path, names: list[str]) -> tuple[float, list[str]]:
+    harness = TfliteClassifier(model).predict_proba(converted.inputs)
+    expected = [CLASSES[i] for i in harness.argmax(axis=1)]
+    return float(np.mean([a == b for a, b in zip(names, expected)])), expected
+
+
+def test_mediapipe_image_classifier_every_default_variant_gives_harness_top1(converted, mediapipe_python):
+    models = [converted.out / variant / "model.tflite" for variant in DEFAULT_VARIANTS]
     result = _mediapipe(mediapipe_python, converted, models)
     for model in models:
-        harness = TfliteClassifier(model).predict_proba(converted.inputs)
+        assert "top" in result[str(model)], (model, result[str(model)])
         names = [name for name, _ in result[str(model)]["top"]]
         assert set(names) <= set(CLASSES)  # category names come from the embedded labels.txt
-        expected = [CLASSES[i] for i in harness.argmax(axis=1)]
-        agreement = np.mean([a == b for a, b in zip(names, expected)])
-        # fp32 must match exactly; MediaPipe feeds a uint8 input the raw pixels (zero point 127: one level
-        # off the harness's quantized (pixel - 127.5) / 127.5 for pixels <= 127), so allow 2 flips of 8
-        assert agreement >= (1.0 if model.parent.name == "fp32" else 0.75), (model, names, expected)
+        agreement, expected = _agreement(converted, model, names)
+        # float32 io: MediaPipe normalizes with the embedded mean/std, the model quantizes: the harness's path
+        assert agreement == 1.0, (model, names, expected)
+
+
+def test_mediapipe_image_classifier_uint8_io_int8_agrees_with_harness(converted, mediapipe_python):
+    result = _mediapipe(mediapipe_python, converted, [converted.uint8])
+    names = [name for name, _ in result[str(converted.uint8)]["top"]]
+    agreement, expected = _agreement(converted, converted.uint8, names)
+    # MediaPipe feeds a uint8 input the raw pixels (zero point 127: one level off the harness's quantized
+    # (pixel - 127.5) / 127.5 for pixels <= 127), so allow 2 flips of 8
+    assert agreement >= 0.75, (names, expected)
 
 
 def test_mediapipe_image_classifier_refuses_int8_io_naming_uint8_float32(converted, mediapipe_python):
-    result = _mediapipe(mediapipe_python, converted, [converted.out / "int8" / "model.tflite"])
-    assert "Requested one of these types: uint8/float32, got INT8" in result[str(converted.out / "int8" / "model.tflite")]["error"]
+    result = _mediapipe(mediapipe_python, converted, [converted.int8_io])
+    assert "Requested one of these types: uint8/float32, got INT8" in result[str(converted.int8_io)]["error"]
