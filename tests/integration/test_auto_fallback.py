@@ -158,8 +158,9 @@ def test_convert_auto_fallback_on_model_file_raises_config_error(tiny, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def test_bias_correction_plain_int8_records_corrected_layers_and_output_offset(tiny, tmp_path):
-    convert(tiny.run, ConvertConfig(variants=("int8",), calibration_count=16, out=tmp_path / "out"))
+@pytest.mark.parametrize("io", [None, "int8", "uint8"])  # the int8 softmax is (de)quantized to each io type
+def test_bias_correction_plain_int8_records_corrected_layers_and_output_offset(tiny, tmp_path, io):
+    convert(tiny.run, ConvertConfig(variants=("int8",), io=io, calibration_count=16, out=tmp_path / "out"))
     record = read_record(tmp_path / "out" / "int8")
     assert record["bias_correction"]["layers_corrected"] == 3  # features, hidden, probabilities
     assert record["bias_correction"]["largest"][0]["layer"] == "hidden"

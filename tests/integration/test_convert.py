@@ -21,6 +21,7 @@ from mdx.errors import ArtifactError, CompatibilityError, ConfigError, Conversio
 from mdx.quantize.calibration import CalibrationConfig, sample_calibration, stratified_quota
 from mdx.records import read_record, write_record
 from mdx.runtime.errors import ModelLoadError
+from mdx.runtime.classifier import TfliteClassifier
 from mdx.runtime.evaluate import EvaluateConfig, evaluate
 from mdx.runtime.files import sha256_file
 from mdx.runtime.images import load_folder
@@ -222,6 +223,17 @@ def test_convert_variant_io_matches_record_and_interpreter(converted, variant):
         assert (io["scale"], io["zero_point"]) == pytest.approx(details[0]["quantization"])
     if variant == "int8":  # the int8 body sits between a QUANTIZE of the input and a DEQUANTIZE of the output
         assert {"QUANTIZE", "DEQUANTIZE"} <= set(read_tflite(converted.out / variant / "model.tflite").operators)
+
+
+@pytest.mark.tf
+def test_classifier_int8_float_io_reads_its_dequantized_softmax_as_probabilities(converted):
+    # The float32 output is a dequantized int8 softmax (steps of 1/256): rows may sum to 255/256. Taken for
+    # logits, a second softmax squashed them toward 0.5 and flipped decisions at the run's threshold.
+    classifier = TfliteClassifier(converted.out / "int8" / "model.tflite")
+    assert classifier.output_quantization == (0.0, 0) and classifier.output_step == pytest.approx(1 / 256)
+    rows = np.array([[0.5, 0.49609375], [0.99609375, 0.0]], np.float32)  # as a dequantized int8 softmax writes
+    np.testing.assert_array_equal(classifier.to_probabilities(rows), rows)
+    assert classifier.output_kind == "probabilities"
 
 
 @pytest.mark.tf
