@@ -1,11 +1,12 @@
-"""The int8 variant's input/output type, side by side: int8, uint8 (zero point 128) and float32 around an int8 body.
+"""The int8 variant's input/output type, side by side: int8, uint8 and float32 around an int8 body.
 
 The run is converted to int8 once per io type (same calibration images, same seed). Each model is checked
-against the run's FP32 on the test split at 0.5 (`mdx check`'s figures and issue 4's gate), timed at 1 and
-2 threads (rounds interleaved across the models, so a load change on a shared machine hits all of them;
-the median of the rounds' p50s is kept), and sized. With --mediapipe PYTHON, MediaPipe Tasks'
+against the run's FP32 on the test split at 0.5 (issue 4's gate) and at the run's threshold (`mdx check`'s
+default), timed at 1 and 2 threads (rounds interleaved across the models, so a load change on a shared
+machine hits all of them; the median of the rounds' p50s is kept), and sized. With --mediapipe PYTHON, MediaPipe Tasks'
 ImageClassifier classifies the same test images (saved at the model's size, so neither side resizes) and
-its top-1 is compared with the harness's: the default must load there.
+its top-1 is compared with the harness's, fed its own normalization and fed MediaPipe's
+(benchmarks/mediapipe_classify.py, the helper tests/integration/test_mediapipe_metadata.py uses too).
 
     .venv/bin/python benchmarks/io_choice.py runs/demo [--mediapipe .venv-mediapipe/bin/python] [--work DIR]
     -> benchmarks/results/<hostname>-<simd>/io_choice.json
@@ -27,29 +28,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ISSUE_4_GATE, check_figures, context, run_files, save
+from mediapipe_classify import classify, mediapipe_float_input
 
 IO_TYPES = ("int8", "uint8", "float32")
-CLASSIFY = """
-import json, sys
-import mediapipe as mp
-from mediapipe.tasks.python import vision
-from mediapipe.tasks.python.core import base_options
-images = json.loads(open(sys.argv[1]).read())
-result = {}
-for model in sys.argv[2:]:
-    options = vision.ImageClassifierOptions(base_options=base_options.BaseOptions(model_asset_path=model))
-    try:
-        classifier = vision.ImageClassifier.create_from_options(options)
-    except Exception as exc:
-        result[model] = {"error": str(exc).splitlines()[0]}
-        continue
-    result[model] = {"top": [classifier.classify(mp.Image.create_from_file(image)).classifications[0]
-                             .categories[0].category_name for image in images]}
-    classifier.close()
-print(json.dumps(result))
-"""
-
-
 def timings(models: dict[str, Path], threads: tuple[int, ...], rounds: int, runs: int) -> dict[str, dict[str, Any]]:
     """Per model and thread count: the median over `rounds` interleaved rounds of each round's p50 and mean."""
     from mdx.runtime.bench import BenchConfig, bench
@@ -67,10 +48,15 @@ def timings(models: dict[str, Path], threads: tuple[int, ...], rounds: int, runs
 
 def mediapipe_agreement(python: Path, models: dict[str, Path], test_dir: Path, record: dict[str, Any],
                         work: Path) -> dict[str, dict[str, Any]]:
-    """MediaPipe's top-1 against the harness's, per model, on the test images saved at the model's size."""
+    """MediaPipe's top-1 against the harness's, per model, on the test images saved at the model's size.
+
+    Two harness inputs: its own normalization, (p - mean) / std, and the tensor MediaPipe itself feeds
+    (`mediapipe_float_input`; raw pixels for a uint8 input), which isolates MediaPipe's arithmetic from
+    everything else (labels, normalization constants, kernels).
+    """
     from PIL import Image
 
-    from mdx.runtime.classifier import TfliteClassifier
+    from mdx.runtime.classifier import TfliteClassifier, dequantize
     from mdx.runtime.images import load_folder
     from mdx.runtime.preprocess import Preprocessing
 
@@ -82,23 +68,54 @@ def mediapipe_agreement(python: Path, models: dict[str, Path], test_dir: Path, r
     for index, image in enumerate(images.images):  # the harness's decode and resize, so both see these pixels
         pngs.append(work / "png" / f"{index:04d}.png")
         Image.fromarray(image).save(pngs[-1])
-    listing = work / "png.json"
-    listing.write_text(json.dumps([str(p) for p in pngs]))
-    done = subprocess.run([str(python), "-c", CLASSIFY, str(listing), *map(str, models.values())],
-                          check=True, capture_output=True, text=True)
-    found = json.loads(done.stdout.strip().splitlines()[-1])
-    inputs = preprocessing.normalize(images.images)
+    found = classify(python, list(models.values()), pngs)
+    own = preprocessing.normalize(images.images)
+    fed = mediapipe_float_input(images.images, preprocessing.mean[0], preprocessing.std[0])
     out: dict[str, dict[str, Any]] = {}
     for name, path in models.items():
         row = found[str(path)]
         if "error" in row:
             out[name] = {"loads": False, "error": row["error"]}
             continue
-        harness = [labels[i] for i in TfliteClassifier(path).predict_proba(inputs).argmax(axis=1)]
-        same = sum(a == b for a, b in zip(row["top"], harness))
-        out[name] = {"loads": True, "n": len(harness), "top1_agreement_with_harness": round(same / len(harness), 5),
-                     "disagreements": len(harness) - same}
+        scores = np.array([[image[label] for label in labels] for image in row["scores"]], np.float32)
+        classifier = TfliteClassifier(path)
+        if classifier.input_dtype == np.uint8:  # MediaPipe copies the pixels in as the quantized input
+            fed_here = dequantize(images.images, *classifier.input_quantization)
+        else:
+            fed_here = fed
+        harness_own = classifier.predict_proba(own)
+        harness_fed = classifier.predict_proba(fed_here)
+        n = len(scores)
+        out[name] = {"loads": True, "n": n,
+                     "same_top1_as_harness": int((scores.argmax(1) == harness_own.argmax(1)).sum()),
+                     "same_top1_as_harness_fed_mediapipe_input": int((scores.argmax(1) == harness_fed.argmax(1)).sum()),
+                     "max_score_diff_fed_mediapipe_input": float(np.abs(scores - harness_fed).max()),
+                     **_ties(classifier, preprocessing.mean[0], preprocessing.std[0])}
     return out
+
+
+def _ties(classifier: Any, mean: float, std: float) -> dict[str, Any]:
+    """The model's input quantization and how many of the 256 pixel values normalize onto a rounding tie
+    (half-way between two of its levels, within 1e-4 of a level), where the last float bit picks the level."""
+    scale, zero_point = classifier.input_quantization
+    if not scale:  # float io: the scale of the QUANTIZE that reads the input
+        scale, zero_point = _input_quantize_scale(classifier.interpreter)
+    if not scale:
+        return {"input_scale": None}
+    levels = (np.arange(256, dtype=np.float64) - mean) / std / scale
+    ties = int((np.abs(levels - np.floor(levels) - 0.5) < 1e-4).sum())
+    return {"input_scale": scale, "input_zero_point": zero_point, "pixel_values_on_a_tie": ties}
+
+
+def _input_quantize_scale(interpreter: Any) -> tuple[float, int]:
+    """(scale, zero point) of the QUANTIZE that reads the float model input, or (0, 0)."""
+    source = interpreter.get_input_details()[0]["index"]
+    tensors = {int(t["index"]): t for t in interpreter.get_tensor_details()}
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "QUANTIZE" and int(op["inputs"][0]) == source:
+            scale, zero_point = tensors[int(op["outputs"][0])]["quantization"]
+            return float(scale), int(zero_point)
+    return 0.0, 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,15 +149,19 @@ def main(argv: list[str] | None = None) -> int:
         models[f"int8 {io} io"] = convert(args.run, config, on_log=print)["int8"].model_path
     gate = Tolerances(**ISSUE_4_GATE)
     figures: dict[str, dict[str, Any]] = {}
-    predictions = {}
     for name, path in models.items():
         data = path.read_bytes()
         row: dict[str, Any] = {"bytes": len(data), "gzip_bytes": len(gzip.compress(data, 9))}
         if name != "fp32":
             result = check(path, fp32, test_dir, EvaluateConfig(threshold=0.5, n_boot=0), gate)
             row.update(check_figures(result.parity))
-            predictions[name] = result
             print(f"{name}: {result.parity.summary()}", flush=True)
+            # `mdx check`'s own default: the run's threshold, from the model's metadata
+            at_run = check_figures(check(path, fp32, test_dir, EvaluateConfig(n_boot=0), gate).parity)
+            row["at_run_threshold"] = {"threshold": record.get("threshold"),
+                                       **{k: at_run[k] for k in ("agreement", "flips", "accuracy_drop_pt")}}
+            offset = json.loads((path.parent / "record.json").read_text(encoding="utf-8")).get("output_offset") or {}
+            row["output_offset_applied"] = offset.get("applied")
         figures[name] = row
     for name, per in timings(models, threads, args.rounds, args.runs).items():
         figures[name]["latency"] = per
