@@ -18,7 +18,6 @@ import argparse
 import gzip
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path

@@ -20,8 +20,8 @@ from mdx.convert.source import resolve_source
 from mdx.errors import ArtifactError, CompatibilityError, ConfigError, ConversionError, DataError
 from mdx.quantize.calibration import CalibrationConfig, sample_calibration, stratified_quota
 from mdx.records import read_record, write_record
-from mdx.runtime.errors import ModelLoadError
 from mdx.runtime.classifier import TfliteClassifier
+from mdx.runtime.errors import ModelLoadError
 from mdx.runtime.evaluate import EvaluateConfig, evaluate
 from mdx.runtime.files import sha256_file
 from mdx.runtime.images import load_folder
