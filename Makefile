@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install side-runtimes clean
+.PHONY: demo test install side-runtimes web-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,17 @@ demo: install
 side-runtimes:
 	PYTHON=$(PYTHON) bash .ci/install-side-runtimes.sh
 
-test: install side-runtimes
+# LiteRT.js for `mdx export web`, from the npm registry at the versions web/package-lock.json pins; without
+# npm (.ci/install-web-tools.sh installs it) the web page tests skip. Nothing is fetched when the page runs.
+WEB_STAMP := web/node_modules/.package-lock.json
+$(WEB_STAMP): web/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix web --no-audit --no-fund --loglevel=error; \
+	else echo "web-deps: npm not found (apt-get install npm, or .ci/install-web-tools.sh); tests/web will skip"; fi
+
+web-deps: $(WEB_STAMP)
+
+test: install side-runtimes web-deps
 	$(BIN)/pytest
 
 clean:
-	rm -rf $(VENV) .venv-tflite .venv-mediapipe build *.egg-info runs
+	rm -rf $(VENV) .venv-tflite .venv-mediapipe build *.egg-info runs web/node_modules

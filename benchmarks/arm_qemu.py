@@ -187,7 +187,7 @@ def main() -> None:
         raise SystemExit("error: needs root (debootstrap, chroot, binfmt_misc); run it with sudo")
     files = run_files(args.run)
     models = dict(files["models"]) | {extra.parent.name: extra for extra in args.extra_model}
-    inputs, labels, _ = load_test_split(files["record"], limit=args.images)
+    inputs, labels, _ = load_test_split(files, limit=args.images)
     facts = context()
     results: dict[str, Any] = {}
     flags = " --no-xnnpack" if args.no_xnnpack else ""

@@ -80,20 +80,43 @@ def run_files(run: Path) -> dict[str, Any]:
     for variant, path in models.items():
         if not path.is_file():
             raise SystemExit(f"error: {path} not found; run `mdx convert {run} --variants {variant}`")
-    return {"record": record, "models": models, "keras": run / "train" / "model.keras"}
+    return {"record": record, "models": models, "keras": run / "train" / "model.keras", "train": run / "train"}
 
 
-def load_test_split(record: dict[str, Any], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """The run's test images through the run's preprocessing (the decoder training used); `limit`: N evenly spaced."""
-    from mdx.runtime.images import load_folder
-    from mdx.runtime.preprocess import Preprocessing
-
+def test_source(record: dict[str, Any], train_folder: Path) -> Path:
+    """The run's test split: its test folder, or, for a split mdx carved, the split manifest (test rows)."""
     test_dir = (record.get("data") or {}).get("test_dir")
+    manifest = Path(train_folder) / "split_manifest.csv"
+    if not test_dir and manifest.is_file():
+        return manifest
     if not test_dir or not Path(test_dir).is_dir():
         raise SystemExit(f"error: the run's test split {test_dir!r} is not on this machine")
+    return Path(test_dir)
+
+
+def load_test_images(record: dict[str, Any], train_folder: Path, size: int):
+    """The run's test images (an ImageSet) decoded at `size`, from its test folder or its manifest's test rows."""
+    from mdx.runtime.images import load_files, load_folder
+    from mdx.runtime.manifest import manifest_root, read_manifest, split_files
+
+    labels = tuple(record["labels"])
+    source = test_source(record, train_folder)
+    if source.is_dir():
+        return load_folder(source, size, labels)
+    root = manifest_root(source)
+    files, targets = split_files(read_manifest(source, root), "test", root, labels)
+    return load_files(files, targets, labels, size, where=str(source))
+
+
+def load_test_split(files: dict[str, Any], limit: int | None = None) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """The test images of a run (`run_files`) through its preprocessing (the decoder training used); `limit`: N
+    evenly spaced."""
+    from mdx.runtime.preprocess import Preprocessing
+
+    record = files["record"]
     labels = tuple(record["labels"])
     preprocessing = Preprocessing.from_dict(record["preprocessing"])
-    images = load_folder(Path(test_dir), preprocessing.size, labels)
+    images = load_test_images(record, files["train"], preprocessing.size)
     inputs, targets = preprocessing.normalize(images.images), images.labels
     if limit and limit < len(targets):  # evenly spaced, so both classes stay in (folders are sorted by class)
         keep = np.linspace(0, len(targets) - 1, limit).astype(int)

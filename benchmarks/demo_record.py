@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ISSUE_4_GATE, check_figures, run_files, save
+from common import ISSUE_4_GATE, check_figures, run_files, save, test_source
 
 
 def _read(path: Path) -> dict:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     pipeline = _read(args.run / "record.json")
     train = files["record"]
     int8 = _read(args.run / "convert" / "int8" / "record.json")
-    test_dir = Path(train["data"]["test_dir"])
+    test_dir = test_source(train, files["train"])
     parity = check(files["models"]["int8"], files["models"]["fp32"], test_dir, EvaluateConfig(threshold=0.5, n_boot=0),
                    Tolerances(**ISSUE_4_GATE)).parity
     payload = {

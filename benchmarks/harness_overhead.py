@@ -196,7 +196,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         row["loop_cost_overhead"] = round(cost["cost_ns"] / (row["bare_mean_ms"] * 1e6), 6)
         figures["timing_loop"][name] = row
         print(f"timing loop {name}: {row}", flush=True)
-    inputs, _, _ = load_test_split(files["record"], args.images)
+    inputs, _, _ = load_test_split(files, args.images)
     workers = sorted({1, min(2, os.cpu_count() or 1), os.cpu_count() or 1})
     for variant, path in files["models"].items():
         single = bench(path, BenchConfig(threads=(1,), runs=args.runs, warmup=args.warmup)).timings[0].p50_ms

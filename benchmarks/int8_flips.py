@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     from mdx.runtime.classifier import TfliteClassifier
 
     files = run_files(args.run)
-    inputs, _, labels = load_test_split(files["record"])
+    inputs, _, labels = load_test_split(files)
     if len(labels) != 2:
         raise SystemExit(f"error: {args.run} has {len(labels)} classes; ties and the logit difference are for two")
     reference = TfliteClassifier(files["models"]["fp32"]).predict_proba(inputs)

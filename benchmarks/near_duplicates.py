@@ -20,12 +20,13 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import context, save  # noqa: E402
+from common import context, save
+
+from mdx.train.near_duplicates import near_pairs_with_distance
 
 
 def hashes(root: Path) -> tuple[list[Path], list[str], list[str], np.ndarray]:
-    import imagehash
-    from PIL import Image
+    from mdx.train.audit import phash
 
     files, splits, classes, bits = [], [], [], []
     for split in sorted(p for p in root.iterdir() if p.is_dir()):
@@ -33,33 +34,16 @@ def hashes(root: Path) -> tuple[list[Path], list[str], list[str], np.ndarray]:
             for file in sorted(cls.iterdir()):
                 if file.suffix.lower() not in (".jpg", ".jpeg", ".png"):
                     continue
-                with Image.open(file) as image:
-                    value = imagehash.phash(image.convert("L"))
                 files.append(file)
                 splits.append(split.name)
                 classes.append(cls.name)
-                bits.append(np.packbits(value.hash.flatten()))
+                bits.append(phash(file))
     return files, splits, classes, np.stack(bits)
-
-
-def pair_distances(bits: np.ndarray, max_distance: int) -> list[tuple[int, int, int]]:
-    """(i, j, distance) for every pair i < j within `max_distance`, in bounded memory (row blocks)."""
-    table = np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1).sum(axis=1)
-    found = []
-    for start in range(0, len(bits), 256):
-        block = bits[start:start + 256]
-        distance = table[block[:, None, :] ^ bits[None, :, :]].sum(axis=2)
-        rows, cols = np.nonzero(distance <= max_distance)
-        for r, c in zip(rows, cols):
-            i = start + int(r)
-            if i < c:
-                found.append((i, int(c), int(distance[r, c])))
-    return found
 
 
 def summarise(root: Path, max_distance: int, pairs_png: Path | None) -> dict:
     files, splits, classes, bits = hashes(root)
-    pairs = pair_distances(bits, max_distance)
+    pairs = near_pairs_with_distance(bits, max_distance)
     by_distance = {}
     for d in range(max_distance + 1):
         at = [(i, j) for i, j, dist in pairs if dist == d]

@@ -152,7 +152,7 @@ def compare(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     record = files["record"]
     names, threshold = tuple(record["labels"]), record.get("threshold")
     preprocessing = Preprocessing.from_dict(record["preprocessing"])
-    inputs, labels, _ = load_test_split(record, args.limit)
+    inputs, labels, _ = load_test_split(files, args.limit)
     print(f"test split: {len(labels)} images", flush=True)
     calibration = sample_calibration(Path(record["data"]["train_dir"]), preprocessing, names,
                                      CalibrationConfig(count=args.calibration_count, seed=0))

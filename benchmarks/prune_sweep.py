@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import result_path
+from common import load_test_images, result_path
 
 
 def _sizes(path: Path) -> dict[str, int]:
@@ -38,15 +38,11 @@ def _sizes(path: Path) -> dict[str, int]:
 
 def _test_split(parent: Any) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """The run's test images, normalized with its preprocessing (the same decoder as training)."""
-    from mdx.runtime.images import load_folder
     from mdx.runtime.preprocess import Preprocessing
 
     preprocessing = Preprocessing.from_dict(parent.record["preprocessing"])
-    test_dir = (parent.record.get("data") or {}).get("test_dir")
-    if not test_dir:
-        raise SystemExit(f"{parent.folder}: the run has no test split to evaluate on")
     labels = tuple(parent.record["labels"])
-    images = load_folder(Path(test_dir), preprocessing.size, labels)
+    images = load_test_images(parent.record, parent.folder, preprocessing.size)
     return preprocessing.normalize(images.images), images.labels, labels
 
 

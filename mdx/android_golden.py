@@ -17,6 +17,7 @@ import numpy as np
 from mdx.errors import DataError
 from mdx.runtime.classifier import TfliteClassifier, quantize
 from mdx.runtime.images import list_images, load_image
+from mdx.runtime.manifest import MANIFEST_SUFFIX, manifest_root, read_manifest, split_files
 from mdx.runtime.metrics import predict_classes
 from mdx.runtime.preprocess import Preprocessing
 
@@ -49,13 +50,23 @@ class GoldenSet:
         return argb.reshape(len(self.pixels), -1)
 
 
+def test_images_root(test: Path) -> Path:
+    """The folder golden sources are named relative to: the test folder, or the data folder of a manifest."""
+    return manifest_root(test) if test.name.endswith(MANIFEST_SUFFIX) else test
+
+
 def pick_images(test_dir: Path, labels: tuple[str, ...], count: int) -> list[tuple[Path, int]]:
-    """`count` images taken in turn from each class folder (sorted names), so every class is present.
+    """`count` images taken in turn from each class (a test folder's class folders, or a split manifest's
+    test rows), so every class is present.
 
     Raises:
         DataError: the folder's classes differ from `labels` or it holds fewer than `count` images.
     """
-    paths, image_labels, _ = list_images(test_dir, labels)
+    if test_dir.name.endswith(MANIFEST_SUFFIX):
+        root = manifest_root(test_dir)
+        paths, image_labels = split_files(read_manifest(test_dir, root), "test", root, labels)
+    else:
+        paths, image_labels, _ = list_images(test_dir, labels)
     by_class = [[p for p, y in zip(paths, image_labels) if y == k] for k in range(len(labels))]
     picked: list[tuple[Path, int]] = []
     depth = 0

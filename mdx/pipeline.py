@@ -31,6 +31,8 @@ class PipelineConfig(ConfigBase):
     bench_runs: int = 50
     bench_warmup: int = 5
     bootstrap: int = 1000
+    audit: bool = True  # mdx audit of DATA first, into OUT/audit/, its warnings logged
+    strict_audit: bool = False  # leakage across splits is an error
 
     def __post_init__(self) -> None:
         names = [q.value for q in Quantization]
@@ -103,6 +105,7 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
     from mdx.runtime.bench import BenchConfig, bench
     from mdx.runtime.evaluate import EvaluateConfig, evaluate
     from mdx.runtime.manifest import MANIFEST_NAME
+    from mdx.train.audit import AuditConfig, audit_stage
     from mdx.train.data import split_folders
     from mdx.train.fit import train
 
@@ -119,6 +122,13 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
         raise ArtifactError(f"{data_dir}: no test/ split (or Testing/); the pipeline evaluates every variant on "
                             "DATA/test/<class>/ (or give DATA/<class>/ alone, and it is split)")
     seconds: dict[str, float] = {}
+    if config.audit:
+        started = time.perf_counter()
+        audited = audit_stage(data_dir, AuditConfig(duplicate_distance=train_config.duplicate_distance),
+                              out / "audit", strict=config.strict_audit)
+        for warning in audited.warnings:
+            log(f"warning: {warning}")
+        seconds["audit"] = time.perf_counter() - started
     started = time.perf_counter()
     trained = train(data_dir, train_config, out / "train", overwrite=overwrite, log=log, split_manifest=split_manifest)
     seconds["train"] = time.perf_counter() - started

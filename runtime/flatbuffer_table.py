@@ -57,6 +57,10 @@ class FlatTable:
         length = struct.unpack_from("<I", self.buf, at)[0]
         return struct.unpack_from(f"<{length}{fmt}", self.buf, at + 4)
 
+    def vector_position(self, index: int) -> int:
+        """Absolute position of vector field `index`'s length word (its items follow), or 0 when absent."""
+        return self._indirect(index)
+
     def tables(self, index: int) -> list[FlatTable]:
         at = self._indirect(index)
         if not at:

@@ -134,14 +134,20 @@ def list_images(root: Path, class_names: tuple[str, ...] | None = None) -> tuple
             "make the folders match the classes the model was trained on"
         )
     classes = tuple(class_names) if class_names is not None else found
+    paths, labels = class_files(root, classes)
+    return paths, np.asarray(labels, dtype=np.int64), classes
+
+
+def class_files(root: Path, classes: tuple[str, ...]) -> tuple[list[Path], list[int]]:
+    """The image files of each class folder of `root` (sorted), with the class's index; no checks."""
     paths: list[Path] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
-        for file in sorted((root / name).iterdir()):
+        for file in sorted((Path(root) / name).iterdir()):
             if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
                 paths.append(file)
                 labels.append(index)
-    return paths, np.asarray(labels, dtype=np.int64), classes
+    return paths, labels
 
 
 def non_image_files(root: Path, classes: tuple[str, ...]) -> list[tuple[Path, str]]:

@@ -28,12 +28,7 @@ def phash_bits(images: np.ndarray) -> np.ndarray:
 
 def near_pairs(bits: np.ndarray, distance: int, block: int = 512) -> list[tuple[int, int]]:
     """Pairs (i, j), i < j, whose hashes differ in at most `distance` bits; memory bounded by `block` rows."""
-    pairs: list[tuple[int, int]] = []
-    for start in range(0, len(bits), block):
-        differing = _POPCOUNT[bits[start:start + block, None, :] ^ bits[None, :, :]].sum(axis=2)
-        rows, cols = np.nonzero(differing <= distance)
-        pairs.extend((start + int(r), int(c)) for r, c in zip(rows, cols) if start + int(r) < int(c))
-    return pairs
+    return [(i, j) for i, j, _ in near_pairs_with_distance(bits, distance, block)]
 
 
 def merge_groups(groups: Sequence[str], pairs: Sequence[tuple[int, int]]) -> list[str]:
@@ -59,3 +54,13 @@ def merge_groups(groups: Sequence[str], pairs: Sequence[tuple[int, int]]) -> lis
         root = find(index)
         name[root] = min(name.get(root, group), group)
     return [name[find(index)] for index in range(len(groups))]
+
+
+def near_pairs_with_distance(bits: np.ndarray, distance: int, block: int = 512) -> list[tuple[int, int, int]]:
+    """(i, j, bits differing), i < j, for the pairs whose hashes differ in at most `distance` bits."""
+    found: list[tuple[int, int, int]] = []
+    for start in range(0, len(bits), block):
+        differing = _POPCOUNT[bits[start:start + block, None, :] ^ bits[None, :, :]].sum(axis=2)
+        rows, cols = np.nonzero(differing <= distance)
+        found.extend((start + int(r), int(c), int(differing[r, c])) for r, c in zip(rows, cols) if start + int(r) < int(c))
+    return found

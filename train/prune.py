@@ -29,6 +29,7 @@ from mdx.errors import ArtifactError, DataError
 from mdx.records import RECORD_NAME, staged_dir, write_record
 from mdx.runtime.files import atomic_write_json, atomic_write_text, gzip_size
 from mdx.runtime.images import ImageSet
+from mdx.runtime.manifest import MANIFEST_NAME
 from mdx.runtime.metrics import THRESHOLD_RULE, classification_metrics, youden_threshold
 from mdx.train.cluster import ClusterCount, check_clusters, fine_tune_clustered
 from mdx.train.data import class_weights, load_splits
@@ -171,16 +172,20 @@ def _bytes_sizes(data: bytes) -> dict[str, int]:
 
 
 def _load_splits(parent: Parent, log: Log) -> Any:
-    """The parent's train/validation/test split, re-made from its data folder with its seed.
+    """The parent's train/validation/test split: read from its split manifest (each file checked against
+    its sha256), or, for a run from before manifests, re-made from its data folder with its seed.
 
     Raises:
         DataError: the data changed since the parent was trained (counts or classes differ), so the
             validation images could now overlap the ones the model was tuned on.
     """
     tc = parent.train_config
+    manifest = parent.folder / MANIFEST_NAME
     splits = load_splits(parent.data_dir, size=tc.input_size, val_fraction=tc.val_fraction, seed=tc.seed,
                          max_images_per_class=tc.max_images_per_class, group_pattern=tc.val_group_pattern,
-                         on_skip=lambda path, reason: log(f"warning: skipped {reason}"))
+                         on_skip=lambda path, reason: log(f"warning: skipped {reason}"),
+                         test_fraction=tc.test_fraction, duplicate_distance=tc.duplicate_distance,
+                         split_manifest=manifest if manifest.is_file() else None)
     counts = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test) if splits.test else 0}
     recorded = (parent.record.get("data") or {}).get("counts")
     if list(splits.class_names) != list(parent.record["labels"]) or (recorded and recorded != counts):

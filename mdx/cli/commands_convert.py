@@ -1,4 +1,4 @@
-"""`mdx convert`, `mdx export`."""
+"""`mdx convert`, `mdx export`, `mdx serve`."""
 
 from __future__ import annotations
 
@@ -111,22 +111,62 @@ def convert_command(
 
 @app.command("export")
 def export_command(
-    target: Annotated[str, typer.Argument(help="Where to export: android (the only target so far).")],
+    target: Annotated[str, typer.Argument(help="Where to export: android (the demo app) or web (a static page).")],
     run_dir: Annotated[Path, typer.Argument(help="A run folder with convert/<variant>/ and train/record.json.")],
     variant: Annotated[
         str, typer.Option("--variant", help="Variant to export: fp32, fp16, dynamic, int8, int8-fallback.")
     ] = "int8",
-    app_dir: Annotated[Path, typer.Option("--app", help="The Android demo app folder.")] = Path("android_demo"),
+    app_dir: Annotated[
+        Path | None, typer.Option("--app", help="android: the demo app folder [default: android_demo].")
+    ] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="web: the page folder [default: RUN/web].")] = None,
+    litertjs: Annotated[
+        Path | None,
+        typer.Option("--litertjs", help="web: the @litertjs npm folder [default: web/node_modules/@litertjs]."),
+    ] = None,
     overwrite: Annotated[
-        bool, typer.Option("--overwrite", help="Replace the app's exported assets and golden vectors.")
+        bool, typer.Option("--overwrite", help="Replace the exported assets and golden vectors, or the page.")
     ] = False,
 ) -> None:
-    """Export a variant with its labels and golden vectors into the Android demo app."""
+    """Export a variant with its config and golden vectors into the Android demo app or a web page."""
+    if target == "web":
+        from mdx.export_web import LITERTJS, WebExportConfig, export_web
+
+        if app_dir is not None:
+            raise ConfigError("--app is for mdx export android; the web page goes to --out DIR")
+        config = WebExportConfig(variant=variant, out=out_dir or run_dir / "web", litertjs=litertjs or LITERTJS,
+                                 overwrite=overwrite)
+        with console.status("exporting the web page…"):
+            page = export_web(run_dir, config, on_log=log)
+        out.print(str(page.out), soft_wrap=True)
+        return
     from mdx.export_android import ExportConfig, export_android
 
     if target != "android":
-        raise ConfigError(f"export target {target!r} is unknown; the only target is android (mdx export android RUN)")
-    config = ExportConfig(variant=variant, app=app_dir, overwrite=overwrite)
+        raise ConfigError(f"export target {target!r} is unknown; expected android or web (mdx export web RUN)")
+    if out_dir is not None or litertjs is not None:
+        raise ConfigError("--out and --litertjs are for mdx export web; the Android export writes into --app")
+    config = ExportConfig(variant=variant, app=app_dir or Path("android_demo"), overwrite=overwrite)
     with console.status("exporting to the Android app…"):
         result = export_android(run_dir, config, on_log=log)
     out.print(str(result.assets), soft_wrap=True)
+
+
+@app.command("serve")
+def serve_command(
+    folder: Annotated[Path, typer.Argument(help="A folder written by mdx export web.")],
+    port: Annotated[int, typer.Option("--port", help="TCP port; 0 picks a free one.")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (loopback: only this computer).")] = "127.0.0.1",
+) -> None:
+    """Serve an exported web page with the headers that let it use threads (COOP/COEP), until Ctrl-C."""
+    from mdx.serve import make_server
+
+    server = make_server(folder, host=host, port=port)
+    bound_host, bound_port = server.server_address[:2]
+    out.print(f"serving {folder} at http://{bound_host}:{bound_port}/ (cross-origin isolated); Ctrl-C stops")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:  # Ctrl-C is how a server is stopped: not an error, nothing to clean up
+        out.print("serve: stopped")
+    finally:
+        server.server_close()

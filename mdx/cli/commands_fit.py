@@ -7,16 +7,37 @@ from pathlib import Path
 import typer
 
 from mdx.cli.app import app, log
+from mdx.cli.commands_audit import AUDIT_HELP, STRICT_AUDIT_HELP, run_audit
 from mdx.train.config import KERMANY_PATIENT
 
 DEFAULT_DATA = Path("data/chest_xray")
 
 
+RECIPE_HELP = ("JSON or YAML recipe: TrainConfig's keys (a record.json's config) or these options' names; "
+               "options given on the command line override it.")
+
+
+def effective_config(ctx: typer.Context, recipe: Path | None):
+    """The TrainConfig of the command's options, on top of the recipe file when there is one: an option
+    overrides the file only when the user typed it (its default does not)."""
+    from mdx.train.recipe import recipe_config, valid_keys
+
+    keys = set(valid_keys())
+    flags = {name: value for name, value in ctx.params.items() if name in keys}
+    if recipe is None:
+        return recipe_config(None, flags)
+    typed = {name: value for name, value in flags.items()
+             if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+    return recipe_config(recipe, typed)
+
+
 @app.command("train")
 def train_command(
+    ctx: typer.Context,
     data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (optional val/; Training/, Testing/, any case), or DATA/<class>/ to be split."),
     out: Path | None = typer.Option(None, "--out", help="Run folder; the model goes to OUT/train/. Default runs/<data name>."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT/train/."),
+    config_file: Path | None = typer.Option(None, "--config", help=RECIPE_HELP),
     backbone: str = typer.Option("mobilenet_v2", help="mobilenet_v2, mobilenet_v3_small, mobilenet_v3_large or efficientnet_b0."),
     weights: str = typer.Option("bundled", help="bundled (ImageNet .tflite in data/), imagenet (Keras download), none, or a .tflite/.keras/.h5 file."),
     head: str = typer.Option("gap", help="gap (GAP + Dense(128) + Dropout) or flatten (Flatten + Dense)."),
@@ -50,21 +71,16 @@ def train_command(
     max_images_per_class: int = typer.Option(0, help="Use at most this many images per class and split (0 = all)."),
     strategy: str = typer.Option("default", help="default, mirrored or multiworker (tf.distribute; TF_CONFIG for workers)."),
     seed: int = typer.Option(0),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help=AUDIT_HELP),
+    strict_audit: bool = typer.Option(False, "--strict-audit", help=STRICT_AUDIT_HELP),
 ) -> None:
     """Train a MobileNetV2 transfer-learning classifier on a folder-per-class data set."""
-    from mdx.train.config import Augmentation, TrainConfig
-
-    config = TrainConfig(
-        input_size=input_size, alpha=alpha, backbone=backbone, weights=weights, head=head, batch_size=batch_size,
-        epochs_frozen=epochs_frozen, epochs_finetune=epochs_finetune, finetune_blocks=finetune_blocks, lr_frozen=lr,
-        lr_finetune=lr_finetune, lr_schedule=lr_schedule, average_epochs=average_epochs, val_fraction=val_fraction, test_fraction=test_fraction, duplicate_distance=duplicate_distance, val_group_pattern=val_group_pattern, class_weights=class_weights, patience=patience, seed=seed,
-        max_images_per_class=max_images_per_class, strategy=strategy, label_smoothing=label_smoothing,
-        augmentation=Augmentation(horizontal_flip=flip, zoom=zoom, stretch=stretch, shift=shift, shear=shear, rotation_degrees=rotation,
-                                  brightness=brightness, contrast=contrast),
-    )
+    config = effective_config(ctx, config_file)
     from mdx.train.fit import train
 
     run = out if out is not None else Path("runs") / data_dir.resolve().name
+    if audit:
+        run_audit(data_dir, run, duplicate_distance=duplicate_distance, strict=strict_audit, quiet=True)
     result = train(data_dir, config, run / "train", overwrite=overwrite, log=log, split_manifest=split_manifest)
     test = result.metrics.get("test")
     summary = (f"  test accuracy {test['accuracy']['value']:.3f}  AUC {test['auc']['value']:.3f}" if test else "")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -10,7 +9,8 @@ from rich.table import Table
 
 from mdx.cli.app import app, log
 from mdx.cli.app import out as stdout
-from mdx.cli.commands_fit import DEFAULT_DATA
+from mdx.cli.commands_audit import AUDIT_HELP, STRICT_AUDIT_HELP
+from mdx.cli.commands_fit import DEFAULT_DATA, RECIPE_HELP
 
 
 @app.command("pipeline")
@@ -18,7 +18,7 @@ def pipeline_command(
     data_dir: Path = typer.Argument(DEFAULT_DATA, help="Folder with train/<class>/ and test/<class>/ (Training/, Testing/, any case), or DATA/<class>/ to be split."),
     out: Path = typer.Option(Path("runs/demo"), "--out", help="Run folder: train/, convert/<variant>/, evaluate/, bench/, summary."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run folder."),
-    train_config: Path | None = typer.Option(None, "--train-config", help="JSON file of TrainConfig values (see `mdx train --help`)."),
+    train_config: Path | None = typer.Option(None, "--config", "--train-config", help=RECIPE_HELP),
     epochs_frozen: int | None = typer.Option(None, help="Override the training config's epochs with the backbone frozen."),
     epochs_finetune: int | None = typer.Option(None, help="Override the training config's fine-tuning epochs."),
     max_images_per_class: int | None = typer.Option(None, help="Use at most this many images per class and split (quick runs)."),
@@ -26,32 +26,23 @@ def pipeline_command(
     variants: str = typer.Option("int8", help="Comma-separated variants besides fp32: fp16, dynamic, int8, int8-fallback."),
     threads: str = typer.Option("1", help="Thread counts to time, comma-separated."),
     split_manifest: Path | None = typer.Option(None, help="Reuse the split of an earlier run (its train/split_manifest.csv)."),
+    audit: bool = typer.Option(True, "--audit/--no-audit", help=AUDIT_HELP),
+    strict_audit: bool = typer.Option(False, "--strict-audit", help=STRICT_AUDIT_HELP),
 ) -> None:
     """Train, convert (fp32 + int8), evaluate and time on a data set, end to end; prints one table."""
     from mdx.errors import ConfigError
     from mdx.pipeline import PipelineConfig, run_pipeline
-    from mdx.train.config import TrainConfig
+    from mdx.train.recipe import recipe_config
 
-    base: dict = {}
-    if train_config is not None:
-        try:
-            base = json.loads(train_config.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ConfigError(f"--train-config {train_config}: not a readable JSON file ({exc})") from None
     overrides = {"epochs_frozen": epochs_frozen, "epochs_finetune": epochs_finetune,
                  "max_images_per_class": max_images_per_class, "input_size": input_size}
-    for key, value in overrides.items():
-        if value is not None:
-            if key in base and base[key] != value:
-                raise ConfigError(f"--{key.replace('_', '-')} {value} conflicts with {key}={base[key]} in {train_config}; give one")
-            base[key] = value
-    config = TrainConfig.from_dict(base)
+    config = recipe_config(train_config, {key: value for key, value in overrides.items() if value is not None})
     try:
         thread_counts = tuple(int(t) for t in threads.split(",") if t.strip())
     except ValueError:
         raise ConfigError(f"--threads {threads!r} must be comma-separated integers, e.g. 1,2") from None
     pipeline = PipelineConfig(variants=tuple(v.strip() for v in variants.split(",") if v.strip()),
-                              bench_threads=thread_counts)
+                              bench_threads=thread_counts, audit=audit, strict_audit=strict_audit)
     result = run_pipeline(data_dir, config, pipeline, out, overwrite=overwrite, log=log, split_manifest=split_manifest)
 
     table = Table(title=f"mdx pipeline: {data_dir} -> {out}")

@@ -159,3 +159,11 @@ def test_pipeline_unsplit_class_folders_split_once_and_evaluated_on_manifest_tes
     assert evaluation["data"]["kind"] == "manifest"
     calibration = read_record(out / "convert" / "int8")
     assert "split_manifest.csv" in json.dumps(calibration)  # int8 calibrated on the manifest's training rows
+    # the Android export takes its golden images from the manifest's test rows (there is no test folder)
+    android = shutil.copytree(Path(__file__).resolve().parents[2] / "android_demo", tmp_path / "android_demo",
+                              ignore=shutil.ignore_patterns("build", ".gradle"))
+    exported = runner.invoke(app, ["export", "android", str(out), "--variant", "int8", "--app", str(android)])
+    assert exported.exit_code == 0, exported.output + repr(exported.exception)
+    golden = json.loads((android / "app/src/test/resources/golden/golden.json").read_text())
+    test_paths = {row[0] for row in test_rows}
+    assert golden["images"] and {image["source"] for image in golden["images"]} <= test_paths

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mdx.errors import ArtifactError, ConfigError
+from mdx.errors import ArtifactError, ConfigError, InputDataError
 from mdx.train.config import TrainConfig  # no TensorFlow: importable without the [train] extra
 
 pytestmark = [
@@ -80,17 +80,20 @@ def classifier(backbone):
 
 
 def make_parent_run(run: Path, data_dir: Path, backbone) -> Path:
-    """RUN/train/ as `mdx train` writes it, around an untrained `backbone`."""
+    """RUN/train/ as `mdx train` writes it (split manifest included), around an untrained `backbone`."""
     from mdx.records import write_record
+    from mdx.runtime.manifest import MANIFEST_NAME, write_manifest
     from mdx.runtime.metrics import classification_metrics
-    from mdx.train.data import load_splits
+    from mdx.train.data import load_splits, manifest_rows
     from mdx.train.model import preprocessing_for
 
     model = classifier(backbone)
-    splits = load_splits(data_dir, size=SIZE, val_fraction=TRAIN_CONFIG.val_fraction, seed=TRAIN_CONFIG.seed)
+    splits = load_splits(data_dir, size=SIZE, val_fraction=TRAIN_CONFIG.val_fraction, seed=TRAIN_CONFIG.seed,
+                         duplicate_distance=TRAIN_CONFIG.duplicate_distance, group_pattern=TRAIN_CONFIG.val_group_pattern)
     preprocessing = preprocessing_for(TRAIN_CONFIG)
     folder = run / "train"
     folder.mkdir(parents=True)
+    write_manifest(manifest_rows(splits, TRAIN_CONFIG.val_group_pattern, data_dir), folder / MANIFEST_NAME)
     model.save(folder / "model.keras")
     (folder / "labels.txt").write_text("\n".join(splits.class_names) + "\n")
     metrics = {}
@@ -391,6 +394,25 @@ def test_prune_missing_run_raises_artifact_error(tmp_path):
 
     with pytest.raises(ArtifactError, match=r"nope not found; pass a run folder \(RUN/train/record\.json\)"):
         _prune(tmp_path / "nope", PruneConfig())
+
+
+def test_prune_reads_the_parents_split_manifest_and_refuses_a_changed_image(tiny_run, data_dir, tmp_path):
+    """Prune fine-tunes on the parent's own split, read from its manifest: an image changed since then stops it."""
+    from mdx.runtime.manifest import MANIFEST_NAME, read_manifest
+    from mdx.train.prune_setup import PruneConfig
+
+    data = shutil.copytree(data_dir, tmp_path / "data")
+    copy = shutil.copytree(tiny_run, tmp_path / "run")
+    record_path = copy / "train" / "record.json"
+    record = json.loads(record_path.read_text())
+    record["config"]["data_dir"] = str(data)
+    record["data"]["root"] = str(data.resolve())
+    record_path.write_text(json.dumps(record))
+    first = read_manifest(copy / "train" / MANIFEST_NAME, data)[0]
+    with open(data / first.path, "ab") as handle:
+        handle.write(b"\0")
+    with pytest.raises(InputDataError, match=rf"{first.path} has changed \(sha256"):
+        _prune(copy, PruneConfig())
 
 
 def test_prune_changed_parent_model_raises_artifact_error(tiny_run, tmp_path):
