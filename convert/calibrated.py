@@ -23,6 +23,7 @@ from mdx.quantize.auto_fallback import Validation, auto_fallback
 from mdx.quantize.bias_correction import BiasPlan, apply_bias_correction, plan_bias_correction
 from mdx.quantize.calibration import CalibrationSet
 from mdx.quantize.output_offset import correct_output_offset, keras_logits
+from mdx.quantize.recipes import DEFAULT_INT8_IO
 from mdx.records import read_record
 from mdx.variants import Quantization
 
@@ -109,7 +110,7 @@ def build_calibrated(
     if variant is Quantization.INT8 and context.validation is not None:
         if context.fp32 is None:
             raise ArtifactError("auto-fallback needs the FP32 model first; this is a bug in mdx.convert")
-        result = auto_fallback(model, calibration.inputs, context.validation, context.fp32, io_type=io or "int8",
+        result = auto_fallback(model, calibration.inputs, context.validation, context.fp32, io_type=io or DEFAULT_INT8_IO,
                                plan=context.plan, reference_logits=context.reference_logits,
                                make_converter=keras_converter, on_log=on_log)
         if context.plan is not None:

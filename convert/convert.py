@@ -46,7 +46,7 @@ class ConvertConfig(ConfigBase):
     """Which variants to build and what a bare model file needs (a run folder brings its own).
 
     `variants` lists the variants besides fp32, which is always built. `io` sets the int8 variant's
-    input/output type ('int8' when None). size/mean/std/labels_file are for a model file only.
+    input/output type (DEFAULT_INT8_IO, 'float32', when None). size/mean/std/labels_file are for a model file only.
     `bias_correction` (int8 and int8-fallback) gives back through the biases the mean error of int8
     weights; `auto_fallback` keeps the int8 variant's worst layers in float until parity holds on the
     run's validation split (quantize/README.md).

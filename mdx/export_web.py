@@ -170,7 +170,8 @@ def export_web(run: Path, config: WebExportConfig, *, on_log: Log | None = None)
     version = _litertjs_version(config.litertjs)
     contract = prepare(run, config.variant, config.golden_count, dtypes=WEB_DTYPES,
                        consumer=f"LiteRT.js {version} reads float32 and uint8 tensors only: reconvert with "
-                                f"`mdx convert {run} --int8 --io uint8 --overwrite` or export fp32")
+                                f"`mdx convert {run} --int8 --overwrite` (float32 io, the default) or with "
+                                "--io uint8, or export fp32")
     with staged_dir(config.out, overwrite=config.overwrite) as out:
         page = [atomic_write_text(out / "index.html", _index_html()),
                 atomic_write_bytes(out / "app.js", resources.files("mdx.web").joinpath("app.js").read_bytes()),

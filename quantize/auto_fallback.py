@@ -30,7 +30,7 @@ import numpy as np
 from mdx.errors import ConversionError, ParityError
 from mdx.quantize.bias_correction import BiasPlan, apply_bias_correction
 from mdx.quantize.output_offset import correct_output_offset
-from mdx.quantize.recipes import int8
+from mdx.quantize.recipes import DEFAULT_INT8_IO, int8
 from mdx.runtime.bench import BenchConfig, bench
 from mdx.runtime.classifier import TfliteClassifier
 from mdx.runtime.parity import ParityResult, Tolerances, compare
@@ -159,7 +159,7 @@ def _quantize(calibrated: bytes, denylist: list[str], io_type: str) -> bytes:
 
     from mdx.train.keras_shim import tf
 
-    dtype = tf.uint8 if io_type == "uint8" else tf.int8
+    dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io_type]
     try:  # the converter's own second step (lite.py _quantize) with the debugger's denylist
         return bytes(mlir_quantize(calibrated, disable_per_channel=False, input_data_type=dtype,
                                    output_data_type=dtype, denylisted_nodes=denylist or None))
@@ -182,7 +182,7 @@ def auto_fallback(
     validation: Validation,
     fp32: bytes,
     *,
-    io_type: str = "int8",
+    io_type: str = DEFAULT_INT8_IO,
     plan: BiasPlan | None = None,
     reference_logits: np.ndarray | None = None,
     tolerances: Tolerances = Tolerances(),
@@ -196,7 +196,7 @@ def auto_fallback(
         calibration_inputs: preprocessed calibration images (the representative dataset).
         validation: the run's validation split, preprocessed.
         fp32: the FP32 .tflite, the parity reference.
-        io_type: 'int8' or 'uint8' model input/output.
+        io_type: 'int8', 'uint8' or 'float32' model input/output.
         plan: bias correction to apply to the ops that stay int8 (None: none).
         reference_logits: the float logits on the calibration inputs, for the output offset (with `plan`).
         tolerances: parity limits (the defaults of `mdx check`).

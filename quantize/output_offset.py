@@ -50,11 +50,15 @@ def _interpreter(data: bytes) -> Any:
 
 
 def _logits_op(interpreter: Any) -> tuple[dict, dict] | None:
-    """(the SOFTMAX op writing the model output, the op computing its input), or None."""
+    """(the SOFTMAX op computing the model output, the op computing its input), or None."""
     ops = interpreter._get_ops_details()  # the only API listing ops with their tensors (tf.lite and litert)
     output = interpreter.get_output_details()[0]["index"]
     producers = {out: op for op in ops if op["op_name"] != "DELEGATE" for out in op["outputs"]}
     softmax = producers.get(output)
+    # An int8 softmax reaches a float32 output through a DEQUANTIZE, a uint8 one through a QUANTIZE
+    # (int8 -> uint8); missing the latter left uint8 io uncorrected (2 more flips than int8 io)
+    if softmax is not None and softmax["op_name"] in ("DEQUANTIZE", "QUANTIZE"):
+        softmax = producers.get(softmax["inputs"][0])
     if softmax is None or softmax["op_name"] != "SOFTMAX":
         return None
     logits_op = producers.get(softmax["inputs"][0])
@@ -111,7 +115,7 @@ def correct_output_offset(data: bytes, reference: np.ndarray, inputs: np.ndarray
     [0.5, 2] is not trusted (offset only).
 
     Args:
-        data: a .tflite whose output is SOFTMAX(FULLY_CONNECTED(...)).
+        data: a .tflite whose output is SOFTMAX(FULLY_CONNECTED(...)), maybe (de)quantized to the io type.
         reference: the float model's logits on `inputs` (N, classes).
         inputs: the calibration inputs, preprocessed float32.
 

@@ -19,7 +19,10 @@ from mdx.variants import Quantization
 RepresentativeDataset = Callable[[], Iterator[list[np.ndarray]]]
 Recipe = Callable[[Any, "RepresentativeDataset | None"], None]
 
-INT8_IO = ("int8", "uint8")
+# The int8 variant's input/output type. float32 puts QUANTIZE/DEQUANTIZE ops around the int8 body, so the
+# model takes the same normalized floats as fp32 (MediaPipe Tasks loads uint8 or float32, never int8).
+INT8_IO = ("int8", "uint8", "float32")
+DEFAULT_INT8_IO = "float32"  # measured: benchmarks/README.md, "The int8 variant's input/output type"
 
 
 def _tf() -> Any:
@@ -62,8 +65,8 @@ def dynamic(converter: Any, representative_dataset: RepresentativeDataset | None
     converter.optimizations = [_tf().lite.Optimize.DEFAULT]
 
 
-def int8(converter: Any, representative_dataset: RepresentativeDataset | None, io: str = "int8") -> None:
-    """Full-integer: int8 weights (per-channel) and activations; int8 (or uint8) input and output.
+def int8(converter: Any, representative_dataset: RepresentativeDataset | None, io: str = DEFAULT_INT8_IO) -> None:
+    """Full-integer: int8 weights (per-channel) and activations; int8, uint8 or float32 input and output.
 
     Conversion fails rather than leave a float op behind (TFLITE_BUILTINS_INT8 only), so the model
     runs on integer-only accelerators.
@@ -75,8 +78,9 @@ def int8(converter: Any, representative_dataset: RepresentativeDataset | None, i
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative_dataset
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8 if io == "uint8" else tf.int8
-    converter.inference_output_type = tf.uint8 if io == "uint8" else tf.int8
+    dtype = {"int8": tf.int8, "uint8": tf.uint8, "float32": tf.float32}[io]
+    converter.inference_input_type = dtype
+    converter.inference_output_type = dtype
     # Per-channel weights are TFLite's default; set it explicitly so a changed default cannot
     # silently fall back to per-tensor scales (which cost MobileNetV2 several points of accuracy).
     converter._experimental_disable_per_channel = False
@@ -104,7 +108,7 @@ NEEDS_CALIBRATION = frozenset({Quantization.INT8, Quantization.INT8_FALLBACK})
 
 
 def recipe_for(variant: Quantization, *, io: str | None = None) -> Recipe:
-    """The recipe of `variant`; `io` ('int8' or 'uint8') selects the int8 variant's input/output type.
+    """The recipe of `variant`; `io` ('int8', 'uint8' or 'float32') selects the int8 variant's input/output type.
 
     Raises:
         ConfigError: `io` given for a variant other than int8.

@@ -6,7 +6,10 @@ handles int8. Outputs become probabilities by this rule (`outputs="auto"`):
 * K >= 2 output columns: the model already ends in softmax when every value lies in [0, 1] and every
   row sums to 1, both within `tol = max(1e-3, K * output_scale)` (an int8 softmax rounds each value
   by up to half its scale, so its rows sum to 1 only within that); otherwise softmax is applied. The
-  rule is decided once per `predict_proba` call over all rows, never row by row.
+  rule is decided once per `predict_proba` call over all rows, never row by row. `output_scale` is the
+  step of the values the model computed: the output tensor's scale, or, for a float32 output that a
+  DEQUANTIZE writes (an int8 body with float32 io), the scale of the int8 tensor it dequantizes; with
+  0 there, a dequantized int8 softmax (rows summing to 255/256) would be taken for logits.
 * 1 output column (a sigmoid head): values in [0, 1] are P(class 1), otherwise they are logits and
   the sigmoid is applied; the result is [1 - p, p].
 
@@ -67,6 +70,24 @@ def to_probabilities(raw: np.ndarray, outputs: str = "auto", output_scale: float
         in_range = bool(((raw >= -tol) & (raw <= 1 + tol)).all())
         kind = "probabilities" if in_range and bool((np.abs(raw.sum(axis=1) - 1.0) <= tol).all()) else "logits"
     return (raw if kind == "probabilities" else softmax(raw)), kind
+
+
+def _dequantized_scale(interpreter: Any, output_index: int) -> float:
+    """The scale of the quantized tensor a DEQUANTIZE turns into the float output `output_index`, else 0.
+
+    `_get_ops_details` is the one interpreter API that lists ops (ai-edge-litert and tflite-runtime have it);
+    delegated ops stay listed beside the DELEGATE nodes that run them.
+    """
+    ops = getattr(interpreter, "_get_ops_details", None)
+    if ops is None:
+        return 0.0
+    for op in ops():
+        if op["op_name"] == "DEQUANTIZE" and output_index in [int(i) for i in op["outputs"]]:
+            source = int(op["inputs"][0])
+            for detail in interpreter.get_tensor_details():
+                if int(detail["index"]) == source:
+                    return float(detail.get("quantization", (0.0, 0))[0])
+    return 0.0
 
 
 def _quantization(detail: dict[str, Any], what: str, path: Path) -> tuple[float, int]:
@@ -132,6 +153,8 @@ class TfliteClassifier:
                 raise ModelLoadError(f"{self.model_path}: {what} tensor is {dtype}; this harness runs float32, int8 or uint8 models")
         self.input_quantization = _quantization(self._input, "input", self.model_path)
         self.output_quantization = _quantization(self._output, "output", self.model_path)
+        # the step of the output values, for the softmax rule (module docstring)
+        self.output_step = self.output_quantization[0] or _dequantized_scale(self.interpreter, int(self._output["index"]))
         self._output_columns = out_shape[1]
         self.num_classes = max(2, self._output_columns)
         signature = self._input.get("shape_signature")
@@ -204,5 +227,5 @@ class TfliteClassifier:
 
     def to_probabilities(self, raw: np.ndarray) -> np.ndarray:
         """Raw outputs -> probabilities (N, classes) by the rule in the module docstring; sets `output_kind`."""
-        probs, self.output_kind = to_probabilities(raw, self.outputs, self.output_quantization[0])
+        probs, self.output_kind = to_probabilities(raw, self.outputs, self.output_step)
         return probs

@@ -31,7 +31,7 @@ def convert_command(
         bool, typer.Option("--dynamic", help="Add dynamic-range (int8 weights, float activations).")
     ] = False,
     int8: Annotated[
-        bool, typer.Option("--int8", help="Add full-integer int8 (calibrated; int8 input/output).")
+        bool, typer.Option("--int8", help="Add full-integer int8 (calibrated; float32 input/output around an int8 body, see --io).")
     ] = False,
     int8_fallback: Annotated[
         bool, typer.Option("--int8-fallback", help="Add int8 with float fallback ops and float io.")
@@ -40,7 +40,7 @@ def convert_command(
         bool, typer.Option("--all", help="Add every variant: fp16, dynamic, int8, int8-fallback.")
     ] = False,
     io: Annotated[
-        str | None, typer.Option("--io", help="Input/output type of the int8 variant: int8 (default) or uint8.")
+        str | None, typer.Option("--io", help="Input/output type of the int8 variant: float32 (default; loads in MediaPipe Tasks), uint8 or int8.")
     ] = None,
     calibration_count: Annotated[
         int | None, typer.Option(help="Calibration images (default 200), stratified by class when labelled.")

@@ -56,7 +56,9 @@ def test_convertThenExport_fp32AndInt8_jvmGoldenTestsPass(tmp_path, xray_subset,
         done = runner.invoke(cli, ["export", "android", str(run), "--variant", variant, "--app", str(apps[variant])])
         assert done.exit_code == 0, done.output
         config = json.loads((apps[variant] / ASSETS / "model_config.json").read_text(encoding="utf-8"))
-        assert config["input"]["dtype"] == {"fp32": "float32", "int8": "int8"}[variant]
+        assert config["input"]["dtype"] == "float32"  # int8's default io: float32 around the int8 body
+        # int8's float32 output is a dequantized int8 softmax: still probabilities, never softmaxed again
+        assert config["output"]["kind"] == "probabilities"
         assert config["model"]["sha256"] == sha256_file(run / "convert" / variant / "model.tflite")
     # the export side of the contract is checked above even where the JVM tools are missing (this skips then)
     jvm_classes = request.getfixturevalue("jvm_classes")

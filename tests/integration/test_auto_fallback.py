@@ -99,12 +99,12 @@ def test_auto_fallback_broken_layer_is_kept_float_and_recorded_with_its_cost(con
     assert any("kept in float" in s for s in record["bias_correction"]["skipped"])
 
 
-def test_auto_fallback_model_has_int8_io_and_a_float_layer(converted):
+def test_auto_fallback_model_has_default_float32_io_and_a_float_layer(converted):
     litert = pytest.importorskip("ai_edge_litert.interpreter")
     interpreter = litert.Interpreter(model_path=str(converted / "int8" / "model.tflite"))
-    assert np.dtype(interpreter.get_input_details()[0]["dtype"]) == np.int8
+    assert np.dtype(interpreter.get_input_details()[0]["dtype"]) == np.float32
     ops = [op["op_name"] for op in interpreter._get_ops_details()]
-    assert "DEQUANTIZE" in ops  # the float layer reads dequantized activations
+    assert ops.count("DEQUANTIZE") >= 2  # the float output's, and the float layer's dequantized activations
 
 
 def test_auto_fallback_impossible_tolerance_raises_parity_error(tiny):
@@ -120,7 +120,8 @@ def test_auto_fallback_impossible_tolerance_raises_parity_error(tiny):
     reference = tflite_bytes(tiny.model, fp32)
     never = Tolerances(max_prob_diff=0.0)  # no int8 model matches float probabilities exactly
     with pytest.raises(ParityError, match=r"^int8 auto-fallback: parity still fails on validation with \d+ ops"):
-        auto_fallback(tiny.model, calibration, validation, reference, tolerances=never,
+        # int8 io: its quantized input and output keep even an all-float body off exact float probabilities
+        auto_fallback(tiny.model, calibration, validation, reference, tolerances=never, io_type="int8",
                       make_converter=keras_converter)
 
 
@@ -157,8 +158,9 @@ def test_convert_auto_fallback_on_model_file_raises_config_error(tiny, tmp_path)
     assert not (tmp_path / "out").exists()
 
 
-def test_bias_correction_plain_int8_records_corrected_layers_and_output_offset(tiny, tmp_path):
-    convert(tiny.run, ConvertConfig(variants=("int8",), calibration_count=16, out=tmp_path / "out"))
+@pytest.mark.parametrize("io", [None, "int8", "uint8"])  # the int8 softmax is (de)quantized to each io type
+def test_bias_correction_plain_int8_records_corrected_layers_and_output_offset(tiny, tmp_path, io):
+    convert(tiny.run, ConvertConfig(variants=("int8",), io=io, calibration_count=16, out=tmp_path / "out"))
     record = read_record(tmp_path / "out" / "int8")
     assert record["bias_correction"]["layers_corrected"] == 3  # features, hidden, probabilities
     assert record["bias_correction"]["largest"][0]["layer"] == "hidden"

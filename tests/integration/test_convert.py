@@ -20,6 +20,7 @@ from mdx.convert.source import resolve_source
 from mdx.errors import ArtifactError, CompatibilityError, ConfigError, ConversionError, DataError
 from mdx.quantize.calibration import CalibrationConfig, sample_calibration, stratified_quota
 from mdx.records import read_record, write_record
+from mdx.runtime.classifier import TfliteClassifier
 from mdx.runtime.errors import ModelLoadError
 from mdx.runtime.evaluate import EvaluateConfig, evaluate
 from mdx.runtime.files import sha256_file
@@ -34,7 +35,7 @@ PER_CLASS = 12
 SIZE = 32
 PRE = Preprocessing(size=SIZE, mean=(127.5,) * 3, std=(127.5,) * 3)
 VARIANTS = ("fp32", "fp16", "dynamic", "int8", "int8-fallback")
-IO_DTYPE = {"fp32": "float32", "fp16": "float32", "dynamic": "float32", "int8": "int8", "int8-fallback": "float32"}
+IO_DTYPE = dict.fromkeys(VARIANTS, "float32")  # int8 too: float32 io around its int8 body by default
 THRESHOLD = 0.4375  # as mdx train records it for two classes; not 0.5, so a dropped threshold shows
 RULE = "Youden's J on validation, one-standard-error rule toward 0.5"
 
@@ -220,8 +221,19 @@ def test_convert_variant_io_matches_record_and_interpreter(converted, variant):
         assert io["dtype"] == IO_DTYPE[variant] == np.dtype(details[0]["dtype"]).name
         assert io["shape"] == details[0]["shape"].tolist()
         assert (io["scale"], io["zero_point"]) == pytest.approx(details[0]["quantization"])
-    if variant == "int8":
-        assert record["io"]["input"]["scale"] > 0
+    if variant == "int8":  # the int8 body sits between a QUANTIZE of the input and a DEQUANTIZE of the output
+        assert {"QUANTIZE", "DEQUANTIZE"} <= set(read_tflite(converted.out / variant / "model.tflite").operators)
+
+
+@pytest.mark.tf
+def test_classifier_int8_float_io_reads_its_dequantized_softmax_as_probabilities(converted):
+    # The float32 output is a dequantized int8 softmax (steps of 1/256): rows may sum to 255/256. Taken for
+    # logits, a second softmax squashed them toward 0.5 and flipped decisions at the run's threshold.
+    classifier = TfliteClassifier(converted.out / "int8" / "model.tflite")
+    assert classifier.output_quantization == (0.0, 0) and classifier.output_step == pytest.approx(1 / 256)
+    rows = np.array([[0.5, 0.49609375], [0.99609375, 0.0]], np.float32)  # as a dequantized int8 softmax writes
+    np.testing.assert_array_equal(classifier.to_probabilities(rows), rows)
+    assert classifier.output_kind == "probabilities"
 
 
 @pytest.mark.tf
@@ -450,7 +462,7 @@ def test_convert_config_round_trips_through_json():
     "kwargs, message",
     [
         ({"io": "uint8"}, r"--io sets the int8 variant's input/output type; add --int8"),
-        ({"variants": ("int8",), "io": "int4"}, r"--io 'int4' is invalid; expected one of int8, uint8"),
+        ({"variants": ("int8",), "io": "int4"}, r"--io 'int4' is invalid; expected one of int8, uint8, float32"),
         ({"calibration_count": 10}, r"--calibration-count/--calibration-dir are used only by --int8"),
         ({"variants": ("int8",), "calibration_count": 0}, r"calibration count 0 is invalid"),
         ({"variants": ("int16",)}, r"unknown variant in \['int16'\]; expected some of fp32, fp16"),
