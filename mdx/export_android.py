@@ -19,9 +19,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from mdx.config import ConfigBase, require
-from mdx.errors import ArtifactError, ConfigError
-from mdx.model_contract import CONFIG_NAME, LABELS_NAME, MODEL_NAME, SAMPLE_NAME, png_bytes, prepare
+from mdx.config import ConfigBase
+from mdx.errors import ArtifactError
+from mdx.model_contract import (
+    CONFIG_NAME,
+    LABELS_NAME,
+    MODEL_NAME,
+    SAMPLE_NAME,
+    check_export_options,
+    png_bytes,
+    prepare,
+)
 from mdx.records import RECORD_NAME, staged_dir, write_record
 from mdx.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text, file_facts, sha256_file
 from mdx.variants import Quantization
@@ -43,16 +51,8 @@ class ExportConfig(ConfigBase):
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "variant", Quantization(self.variant))
-        except ValueError:
-            names = ", ".join(q.value for q in Quantization)
-            raise ConfigError(f"--variant {self.variant!r} is unknown; expected one of {names}") from None
+        check_export_options(self)
         object.__setattr__(self, "app", Path(self.app))
-        require(isinstance(self.golden_count, int) and not isinstance(self.golden_count, bool)
-                and 1 <= self.golden_count <= 64,
-                f"golden_count {self.golden_count!r} is invalid; expected an integer from 1 to 64")
-        require(isinstance(self.overwrite, bool), f"overwrite {self.overwrite!r} must be true or false")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from mdx.errors import ArtifactError, DataError
+from mdx.config import require
+from mdx.errors import ArtifactError, ConfigError, DataError
 from mdx.records import RECORD_NAME, read_record
 from mdx.runtime.decision import is_probability
 from mdx.runtime.errors import UsageError
@@ -39,6 +40,19 @@ class Variant:
     preprocessing: Preprocessing
     labels: tuple[str, ...]
     io: dict[str, Any]
+
+
+def check_export_options(config: Any) -> None:
+    """What both exports' configs share: `variant` made a Quantization, `golden_count` 1-64, `overwrite` a bool."""
+    try:
+        object.__setattr__(config, "variant", Quantization(config.variant))
+    except ValueError:
+        names = ", ".join(q.value for q in Quantization)
+        raise ConfigError(f"--variant {config.variant!r} is unknown; expected one of {names}") from None
+    require(isinstance(config.golden_count, int) and not isinstance(config.golden_count, bool)
+            and 1 <= config.golden_count <= 64,
+            f"golden_count {config.golden_count!r} is invalid; expected an integer from 1 to 64")
+    require(isinstance(config.overwrite, bool), f"overwrite {config.overwrite!r} must be true or false")
 
 
 def read_variant(run: Path, variant: Quantization) -> Variant:
