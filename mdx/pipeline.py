@@ -107,7 +107,7 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
     from mdx.runtime.bench import BenchConfig, bench
     from mdx.runtime.evaluate import EvaluateConfig, evaluate
     from mdx.runtime.manifest import MANIFEST_NAME
-    from mdx.train.audit import AuditConfig, audit_stage
+    from mdx.train.audit import AuditConfig, audit, refuse_leakage, write_audit
     from mdx.train.data import split_folders
     from mdx.train.fit import train
 
@@ -128,17 +128,21 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
         raise ArtifactError(f"{data_dir}: no test/ split (or Testing/); the pipeline evaluates every variant on "
                             "DATA/test/<class>/ (or give DATA/<class>/ alone, and it is split)")
     seconds: dict[str, float] = {}
-    if config.audit:
+    audited = None
+    if config.audit:  # first, for its warnings; written once training has accepted the data
         started = time.perf_counter()
-        audited = audit_stage(data_dir, AuditConfig(duplicate_distance=train_config.duplicate_distance),
-                              out / "audit", strict=config.strict_audit)
+        audit_config = AuditConfig(duplicate_distance=train_config.duplicate_distance)
+        audited = audit(data_dir, audit_config)
         for warning in audited.warnings:
             log(f"warning: {warning}")
+        refuse_leakage(audited, audit_config, out / "audit", strict=config.strict_audit)
         seconds["audit"] = time.perf_counter() - started
     started = time.perf_counter()
     trained = train(data_dir, train_config, out / "train", overwrite=overwrite, log=log, split_manifest=split_manifest,
                     resume=resume)
     seconds["train"] = time.perf_counter() - started
+    if audited is not None:
+        write_audit(audited, audit_config, out / "audit")
 
     started = time.perf_counter()
     converted = convert(out, ConvertConfig(variants=tuple(Quantization(v) for v in config.variants), overwrite=overwrite),

@@ -357,12 +357,26 @@ def audit_stage(data_dir: Path, config: AuditConfig, folder: Path, *, strict: bo
     Raises:
         DataError: `strict` and near-duplicates straddle two splits (the report is written first, to read).
     """
+    result = audit(data_dir, config)
+    refuse_leakage(result, config, folder, strict=strict)
+    write_audit(result, config, folder)
+    return result
+
+
+def refuse_leakage(result: AuditResult, config: AuditConfig, folder: Path, *, strict: bool) -> None:
+    """With `strict`, near-duplicates across splits stop the run: the report is written to `folder` to read.
+
+    Training audits first and writes its report only once training has succeeded, so that data it
+    refuses leaves no run folder; leakage under --strict-audit is the exception, reported in full.
+
+    Raises:
+        DataError: `strict` and near-duplicates straddle two splits.
+    """
     from mdx.errors import DataError
 
-    result = audit(data_dir, config)
+    if not (strict and result.leakage_pairs):
+        return
     report = write_audit(result, config, folder)
-    if strict and result.leakage_pairs:
-        first = next(p for p in result.pairs if p.splits[0] != p.splits[1])
-        raise DataError(f"{first.first} and {first.second}: {result.leakage_pairs} near-duplicate pair(s) straddle "
-                        f"two splits (all listed in {report}); remove or move them, or drop --strict (--strict-audit)")
-    return result
+    first = next(p for p in result.pairs if p.splits[0] != p.splits[1])
+    raise DataError(f"{first.first} and {first.second}: {result.leakage_pairs} near-duplicate pair(s) straddle "
+                    f"two splits (all listed in {report}); remove or move them, or drop --strict (--strict-audit)")

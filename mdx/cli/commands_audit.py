@@ -18,19 +18,30 @@ def default_run(data_dir: Path) -> Path:
     return Path("runs") / Path(data_dir).resolve().name
 
 
-def run_audit(data_dir: Path, run: Path, *, duplicate_distance: int, strict: bool, quiet: bool = False,
-              labels_run: Path | None = None):
-    """Audit DATA into RUN/audit/ and print the tables (or, `quiet`, only the warnings)."""
+def run_audit(data_dir: Path, run: Path, *, duplicate_distance: int, strict: bool, labels_run: Path | None = None):
+    """`mdx audit`: DATA into RUN/audit/, the tables and the warnings printed."""
     from mdx.train.audit import AuditConfig, audit_stage
 
     config = AuditConfig(duplicate_distance=duplicate_distance, labels_run=str(labels_run or ""))
     result = audit_stage(data_dir, config, Path(run) / "audit", strict=strict)
-    if not quiet:
-        _print(result)
-        log(f"audit written to {Path(run) / 'audit' / 'audit.json'}")
+    _print(result)
+    log(f"audit written to {Path(run) / 'audit' / 'audit.json'}")
     for warning in result.warnings:
         log(f"[yellow]warning:[/] {warning}")
     return result
+
+
+def audit_first(data_dir: Path, run: Path, *, duplicate_distance: int, strict: bool):
+    """Before training: audit DATA and print its warnings; leakage under `strict` stops here (report written).
+    Returns what `write_audit` writes to RUN/audit/ once training has succeeded."""
+    from mdx.train.audit import AuditConfig, audit, refuse_leakage
+
+    config = AuditConfig(duplicate_distance=duplicate_distance)
+    result = audit(data_dir, config)
+    for warning in result.warnings:
+        log(f"[yellow]warning:[/] {warning}")
+    refuse_leakage(result, config, Path(run) / "audit", strict=strict)
+    return result, config
 
 
 def _print(result) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from mdx.cli.app import app, log
-from mdx.cli.commands_audit import AUDIT_HELP, STRICT_AUDIT_HELP, run_audit
+from mdx.cli.commands_audit import AUDIT_HELP, STRICT_AUDIT_HELP, audit_first
 from mdx.train.config import KERMANY_PATIENT
 
 DEFAULT_DATA = Path("data/chest_xray")
@@ -97,10 +97,14 @@ def train_command(
     from mdx.train.fit import train
 
     run = out if out is not None else Path("runs") / data_dir.resolve().name
-    if audit and _is_chief():
-        run_audit(data_dir, run, duplicate_distance=duplicate_distance, strict=strict_audit, quiet=True)
+    audited = audit_first(data_dir, run, duplicate_distance=duplicate_distance, strict=strict_audit) \
+        if audit and _is_chief() else None
     result = train(data_dir, config, run / "train", overwrite=overwrite, log=log, split_manifest=split_manifest,
                    resume=resume)
+    if audited is not None:
+        from mdx.train.audit import write_audit
+
+        write_audit(*audited, run / "audit")
     if not result.saved:
         log(f"train: this worker is done in {result.wall_seconds:.0f} s; the chief saves {result.model_path}")
         return
