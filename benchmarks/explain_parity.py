@@ -83,7 +83,7 @@ def gradcam_vs_occlusion(run: Path, record: dict[str, Any], sample: int) -> dict
     from mdx.train.gradcam import grad_cam
     from mdx.train.predict_keras import load_keras_model
 
-    inputs, _, _ = load_test_split(record, limit=sample)
+    inputs, _, _ = load_test_split({"record": record, "train": run / "train"}, limit=sample)
     classifier = TfliteClassifier(run / "convert" / "fp32" / "model.tflite")
     predict = probability_fn(classifier.predict_raw, classifier)
     targets = (predict(inputs)[:, 1] >= 0.5).astype(int)
