@@ -11,11 +11,16 @@ and timed four ways on the same machine, interleaved over rounds so load drifts 
   min(cores, 4) threads.
 
 The page's time is what it shows per image: `model.run()` plus reading the output (no decoding or
-preprocessing), fed the first golden image N times through its file input. The first `--warmup` images
-of each round are dropped. Reported: p50 and min per way and the browser/python ratios at equal threads
+preprocessing), fed the first golden image N times through its file input with its heatmap switch
+off. The first `--warmup` images of each round are dropped.
+
+Heatmap time per image, the same four ways in the same rounds: the page's occlusion map (its
+heatmap switch on; the default sweep, one model run per copy, yielding between slices) against
+runtime's `occlusion_map` as `mdx explain` runs it (copies in batches of 32), on `--heatmap-images`
+golden images a round. Reported: p50 and min per way and the browser/python ratios at equal threads
 (min is the steadier one on a loaded machine: each way runs its images back to back within a round).
 
-    python benchmarks/web_latency.py RUN [--images 40] [--rounds 3]
+    python benchmarks/web_latency.py RUN [--images 40] [--rounds 3] [--heatmap-images 2]
     -> benchmarks/results/<hostname>-<simd>/web_latency.json
 
 Needs `make web-deps`, chromium (.ci/install-report-tools.sh) and the [dev] extra (websockets).
@@ -74,7 +79,37 @@ def _python_ms(page: Path, threads: int, count: int, warmup: int) -> list[float]
     return times
 
 
-def _browser_ms(driver: Any, chromium: str, page: Path, isolated: bool, count: int, warmup: int) -> tuple[list[float], str]:
+def _python_heatmap_ms(page: Path, threads: int, count: int) -> list[float]:
+    """Wall time of runtime's occlusion map (mdx explain's sweep and batch) on the first `count` golden images."""
+    from mdx.runtime.classifier import TfliteClassifier
+    from mdx.runtime.explain import ExplainConfig, probability_fn
+    from mdx.runtime.images import load_image
+    from mdx.runtime.occlusion import occlusion_map
+    from mdx.runtime.preprocess import Preprocessing
+
+    config = json.loads((page / "model_config.json").read_text())
+    pre = Preprocessing(size=config["input"]["size"], mean=tuple(config["input"]["mean"]),
+                        std=tuple(config["input"]["std"]))
+    classifier = TfliteClassifier(page / "model.tflite", threads=threads)
+    predict = probability_fn(classifier.predict_raw, classifier)
+    sweep = ExplainConfig().occlusion(pre.size, pre)
+    predict(pre.normalize(load_image(page / "golden" / "0.png", pre.size)[None]))  # warm up, as the page has
+    times = []
+    for k in range(count):
+        image = pre.normalize(load_image(page / "golden" / f"{k % _golden_count(page)}.png", pre.size))
+        target = int(predict(image[None])[0].argmax())  # the page times its sweep after classifying, too
+        started = time.perf_counter()
+        occlusion_map(predict, image, target, sweep)
+        times.append((time.perf_counter() - started) * 1e3)
+    return times
+
+
+def _golden_count(page: Path) -> int:
+    return len(json.loads((page / "golden" / "golden.json").read_text())["images"])
+
+
+def _browser_ms(driver: Any, chromium: str, page: Path, isolated: bool, count: int, warmup: int,
+                heatmaps: int) -> tuple[list[float], list[float], str]:
     if isolated:
         server = driver.Server(page)
         origin, stop = server.origin, server.close
@@ -91,13 +126,18 @@ def _browser_ms(driver: Any, chromium: str, page: Path, isolated: bool, count: i
         try:
             if browser.open(f"{origin}/index.html") != "ready":
                 raise SystemExit(f"error: the page did not load: {browser.page()['errors']}")
+            browser.evaluate("document.getElementById('heatmaps').checked = false")
             shown = browser.feed([page / "golden" / "0.png"] * (warmup + count), timeout=600)
+            browser.evaluate("document.getElementById('heatmaps').checked = true")
+            golden = [page / "golden" / f"{k % _golden_count(page)}.png" for k in range(heatmaps)]
+            mapped = browser.feed(golden, timeout=600)
+            heatmap_ms = [h["ms"] for h in browser.heatmaps()]
         finally:
             browser.close()
             stop()
-    if shown["errors"] or len(shown["results"]) != warmup + count:
-        raise SystemExit(f"error: the page showed {shown['errors']}")
-    return [r["ms"] for r in shown["results"][warmup:]], shown["facts"]
+    if mapped["errors"] or len(shown["results"]) != warmup + count or len(heatmap_ms) != heatmaps:
+        raise SystemExit(f"error: the page showed {mapped['errors']}")
+    return [r["ms"] for r in shown["results"][warmup:]], heatmap_ms, shown["facts"]
 
 
 def main() -> None:
@@ -106,6 +146,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=40, help="timed images per way and round")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--heatmap-images", type=int, default=2, help="occlusion maps per way and round")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
@@ -122,20 +163,29 @@ def main() -> None:
              for v in ("fp32", "int8")}
     ways = ("python_1_thread", "python_2_threads", "browser_1_thread", "browser_threads")
     times: dict[str, dict[str, list[float]]] = {v: {w: [] for w in ways} for v in pages}
+    maps: dict[str, dict[str, list[float]]] = {v: {w: [] for w in ways} for v in pages}
     facts: dict[str, str] = {}
     for _ in range(args.rounds):
         for variant, page in pages.items():
-            times[variant]["python_1_thread"] += _python_ms(page, 1, args.images, args.warmup)
-            times[variant]["python_2_threads"] += _python_ms(page, 2, args.images, args.warmup)
+            for threads, way in ((1, "python_1_thread"), (2, "python_2_threads")):
+                times[variant][way] += _python_ms(page, threads, args.images, args.warmup)
+                maps[variant][way] += _python_heatmap_ms(page, threads, args.heatmap_images)
             for isolated, way in ((False, "browser_1_thread"), (True, "browser_threads")):
-                ms, facts[way] = _browser_ms(driver, chromium, page, isolated, args.images, args.warmup)
+                ms, heatmap_ms, facts[way] = _browser_ms(driver, chromium, page, isolated, args.images, args.warmup,
+                                                         args.heatmap_images)
                 times[variant][way] += ms
+                maps[variant][way] += heatmap_ms
     figures: dict[str, Any] = {}
     for variant, by_way in times.items():
         stats = {way: percentiles(ms) for way, ms in by_way.items()}
+        heat = {way: percentiles(ms) for way, ms in maps[variant].items()}
+        stats["heatmap"] = {**heat, **{
+            f"browser_over_python_{n}_{key.removesuffix('_ms')}": round(heat[f"browser_{b}"][key] / heat[f"python_{p}"][key], 3)
+            for n, b, p in (("1_thread", "1_thread", "1_thread"), ("threads", "threads", "2_threads"))
+            for key in ("p50_ms", "min_ms")}}
         ratios = {}
         for key in ("p50_ms", "min_ms"):  # min: the least disturbed run, the steadier figure on a loaded machine
-            at = {way: s[key] for way, s in stats.items()}
+            at = {way: s[key] for way, s in stats.items() if way in ways}
             tag = key.removesuffix("_ms")
             ratios.update({f"browser_over_python_1_thread_{tag}": round(at["browser_1_thread"] / at["python_1_thread"], 3),
                            f"browser_over_python_threads_{tag}": round(at["browser_threads"] / at["python_2_threads"], 3),
@@ -144,7 +194,8 @@ def main() -> None:
     record = json.loads((pages["fp32"] / "record.json").read_text())
     payload = {**info, "figures": figures,
                "settings": {"run": str(args.run.resolve()), "images": args.images, "warmup": args.warmup,
-                            "rounds": args.rounds, "input_size": record["model_config"]["input"]["size"],
+                            "rounds": args.rounds, "heatmap_images": args.heatmap_images,
+                            "occlusion": record["model_config"]["occlusion"], "input_size": record["model_config"]["input"]["size"],
                             "litertjs": record["litertjs_version"], "browser_facts": facts,
                             "cores": os.cpu_count(), "chromium": version},
                "median_of_rounds_note": "p50 over all rounds' images; rounds interleave python and browser"}

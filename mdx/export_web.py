@@ -1,9 +1,9 @@
 """`mdx export web`: one converted variant as a static page that classifies images in the browser.
 
-The folder holds index.html and app.js (from mdx/web/), the LiteRT.js runtime copied from the npm
+The folder holds index.html, app.js and occlusion.js (from mdx/web/), the LiteRT.js runtime copied from the npm
 package pinned by web/package-lock.json (`npm ci --prefix web`; nothing is fetched when the page
 runs), model.tflite, model_config.json (the contract of `mdx export android`, built by
-mdx/model_contract.py), sample.png, golden/ (the golden images at the model's size as PNG with the
+mdx/model_contract.py, plus the occlusion sweep the page's heatmap runs), sample.png, golden/ (the golden images at the model's size as PNG with the
 harness's probabilities and decisions) and record.json naming every copied file with its sha256.
 """
 
@@ -24,7 +24,9 @@ from mdx.config import ConfigBase
 from mdx.errors import ArtifactError
 from mdx.model_contract import CONFIG_NAME, MODEL_NAME, SAMPLE_NAME, check_export_options, png_bytes, prepare
 from mdx.records import RECORD_NAME, staged_dir, write_record
+from mdx.runtime.explain import ExplainConfig
 from mdx.runtime.files import atomic_write_bytes, atomic_write_json, atomic_write_text, file_facts
+from mdx.runtime.preprocess import Preprocessing
 from mdx.variants import Quantization
 from mdx.web_model import fix_batch
 
@@ -42,23 +44,33 @@ RUNTIME_FILES = {
 }
 IMPORT_MAP = {"imports": {"@litertjs/wasm-utils": "./litert/wasm-utils/index.js"}}
 GOLDEN_DIR = "golden"
+PAGE_FILES = ("app.js", "occlusion.js")  # copied from mdx/web/ as they are; index.html is filled in
 Log = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
 class WebExportConfig(ConfigBase):
-    """Which variant to export, where, from which LiteRT.js install, with how many golden images."""
+    """Which variant to export, where, from which LiteRT.js install, with how many golden images, and
+    the page's occlusion sweep: None is `mdx explain`'s default (runtime's ExplainConfig: a patch of a
+    seventh of the input side, a stride of one patch, the preprocessing mean as fill)."""
 
     variant: Quantization = Quantization.INT8
     out: Path = Path("web_export")
     litertjs: Path = LITERTJS
     golden_count: int = 4
     overwrite: bool = False
+    patch: int | None = None
+    stride: int | None = None
+    fill: float | None = None  # a pixel value 0..255, as mdx explain's --fill
 
     def __post_init__(self) -> None:
         check_export_options(self)
+        self.explain()  # a bad patch, stride or fill fails before any work
         object.__setattr__(self, "out", Path(self.out))
         object.__setattr__(self, "litertjs", Path(self.litertjs))
+
+    def explain(self) -> ExplainConfig:
+        return ExplainConfig(patch=self.patch, stride=self.stride, fill=self.fill)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +109,21 @@ def _index_html() -> str:
     import_map = json.dumps(IMPORT_MAP)
     digest = base64.b64encode(hashlib.sha256(import_map.encode()).digest()).decode()
     return template.replace("__IMPORTMAP_HASH__", f"sha256-{digest}").replace("__IMPORTMAP__", import_map)
+
+
+def occlusion_settings(config: WebExportConfig, preprocessing: Preprocessing) -> dict[str, Any]:
+    """The sweep `mdx explain` would run with these options, for model_config.json's "occlusion".
+
+    The fill is in model-input units, one value per channel; the page follows the decided class.
+
+    Raises:
+        UsageError: the patch is larger than the model's input.
+    """
+    sweep = config.explain().occlusion(preprocessing.size, preprocessing)
+    sweep.check_fits(preprocessing.size, preprocessing.size)
+    fill = sweep.fill if isinstance(sweep.fill, tuple) else (sweep.fill,) * 3
+    return {"patch": sweep.patch, "stride": sweep.stride, "fill": [float(v) for v in fill],
+            "target": "decided class", "algorithm": "runtime/occlusion.py occlusion_map (docs/explain.md)"}
 
 
 def _golden(contract: Any, out: Path) -> list[Path]:
@@ -164,9 +191,11 @@ def export_web(run: Path, config: WebExportConfig, *, on_log: Log | None = None)
                        consumer=f"LiteRT.js {version} reads float32 and uint8 tensors only: reconvert with "
                                 f"`mdx convert {run} --int8 --overwrite` (float32 io, the default) or with "
                                 "--io uint8, or export fp32")
+    contract.config["occlusion"] = occlusion_settings(config, contract.variant.preprocessing)
     with staged_dir(config.out, overwrite=config.overwrite) as out:
         page = [atomic_write_text(out / "index.html", _index_html()),
-                atomic_write_bytes(out / "app.js", resources.files("mdx.web").joinpath("app.js").read_bytes()),
+                *(atomic_write_bytes(out / name, resources.files("mdx.web").joinpath(name).read_bytes())
+                  for name in PAGE_FILES),
                 _write_model(contract, out / MODEL_NAME),
                 atomic_write_json(out / CONFIG_NAME, contract.config),
                 atomic_write_bytes(out / SAMPLE_NAME, png_bytes(contract.golden.pixels[0]))]

@@ -1,7 +1,7 @@
 """Occlusion sensitivity and the comparison of two maps: small pure numpy functions, no interpreter.
 
-Written to be mirrored line for line elsewhere (a JS port for a web page); docs/explain.md states the
-exact algorithm, and a change here must change that page too.
+Mirrored line for line by the web page's mdx/web/occlusion.js (tests/web/test_web_heatmap.py compares
+the two); docs/explain.md states the exact algorithm, and a change here must change both.
 """
 
 from __future__ import annotations

@@ -2,8 +2,10 @@
 // Preprocessing, quantization, probabilities and the decision follow the Python harness
 // (runtime/preprocess.py, runtime/classifier.py, runtime/metrics.py) operation by operation in float32,
 // so an image at the model's size gives the harness's probabilities; tests/web checks it in Chromium.
-// The occlusion heatmap is not drawn yet: it waits for runtime/'s occlusion (a separate change).
+// Each image then gets runtime/'s occlusion map (occlusion.js), drawn beside it and kept in
+// window.mdxHeatmaps for the tests, which compare it with the harness's.
 import {loadAndCompile, loadLiteRt, Tensor} from './litert/core/index.js';
+import {blend, checkOcclusion, occlusionMap} from './occlusion.js';
 
 const FORMAT = 1; // model_contract.CONFIG_FORMAT
 const MAX_BYTES = 64 * 1024 * 1024;
@@ -15,6 +17,8 @@ const f32 = Math.fround;
 class PageError extends Error {}
 
 const state = {config: null, model: null, threads: 1, queue: Promise.resolve(), pending: 0};
+// one entry per drawn map, in the order the rows show: {file, target, base, map (size * size), runs, ms}
+window.mdxHeatmaps = [];
 const $ = (id) => document.getElementById(id);
 
 function setStatus(text, name) {
@@ -49,6 +53,8 @@ function checkConfig(config) {
     throw new PageError(`model_config.json is not format ${FORMAT} with input size, mean, std, labels and ` +
                         'output: re-export the page with mdx export web');
   }
+  const problem = checkOcclusion(config.occlusion, input.size);
+  if (problem) throw new PageError(problem);
 }
 
 // The compiled model must be the one the config describes: shape, tensor types, output columns.
@@ -98,9 +104,10 @@ async function init() {
     state.config = config;
     state.model = model;
     const how = isolated ? 'cross-origin isolated' : 'not cross-origin isolated: serve with `mdx serve` for threads';
+    const {patch, stride} = config.occlusion;
     $('facts').textContent = `${config.variant} model (${config.input.size} px, ${config.input.dtype} input), ` +
         `LiteRT.js wasm, ${state.threads} thread${state.threads > 1 ? 's' : ''} (${how}); ` +
-        `decision: ${describeDecision(config)}.`;
+        `decision: ${describeDecision(config)}; heatmap: occlusion patch ${patch} px, stride ${stride} px.`;
     setStatus('Ready: choose or drop images.', 'ready');
   } catch (error) {
     showError(`The model did not load: ${error.message}`);
@@ -159,27 +166,43 @@ async function decodePixels(file, size) {
   return {rgba: context.getImageData(0, 0, size, size).data, width, height};
 }
 
+// classifier.quantize of model-input values (float32 passes through), as numpy computes it.
+function toInputDtype(values, config) {
+  const {dtype, scale, zero_point: zeroPoint} = config.input;
+  if (dtype === 'float32') return Float32Array.from(values);
+  const qScale = f32(scale);
+  return Uint8Array.from(values, (x) => {
+    const scaled = f32(f32(x) / qScale);
+    const rounded = Math.sign(scaled) * Math.floor(f32(Math.abs(scaled) + 0.5)); // half away from zero
+    return Math.min(255, Math.max(0, rounded + zeroPoint));
+  });
+}
+
 // Preprocessing.normalize then classifier.quantize, in float32 as numpy computes them.
 function inputTensorData(rgba, config) {
-  const {size, mean, std, dtype, scale, zero_point: zeroPoint} = config.input;
+  const {size, mean, std} = config.input;
   const m = mean.map(f32);
   const s = std.map(f32);
   const n = size * size;
-  const out = dtype === 'float32' ? new Float32Array(n * 3) : new Uint8Array(n * 3);
-  const qScale = f32(scale);
+  const x = new Float32Array(n * 3);
   for (let p = 0; p < n; p++) {
-    for (let c = 0; c < 3; c++) {
-      const x = f32(f32(rgba[p * 4 + c] - m[c]) / s[c]);
-      if (dtype === 'float32') {
-        out[p * 3 + c] = x;
-      } else {
-        const scaled = f32(x / qScale);
-        const rounded = Math.sign(scaled) * Math.floor(f32(Math.abs(scaled) + 0.5)); // half away from zero
-        out[p * 3 + c] = Math.min(255, Math.max(0, rounded + zeroPoint));
-      }
-    }
+    for (let c = 0; c < 3; c++) x[p * 3 + c] = f32(f32(rgba[p * 4 + c] - m[c]) / s[c]);
   }
-  return out;
+  return toInputDtype(x, config);
+}
+
+// One model run on one input tensor's data: the raw output values.
+async function runModel(data) {
+  const size = state.config.input.size;
+  const input = new Tensor(data, [1, size, size, 3]);
+  try {
+    const outputs = await state.model.run(input);
+    const raw = outputs[0].toTypedArray();
+    outputs.forEach((t) => t.delete());
+    return raw;
+  } finally {
+    input.delete();
+  }
 }
 
 // classifier.to_probabilities with the kind the export recorded, then metrics.predict_classes.
@@ -220,19 +243,44 @@ async function classify(file) {
   const data = inputTensorData(rgba, config);
   // the tensor's digest, compared with the harness's in tests: preprocessing must be bit-exact
   const inputSha256 = await sha256Hex(new Uint8Array(data.buffer));
-  const input = new Tensor(data, [1, config.input.size, config.input.size, 3]);
-  let raw;
-  let ms;
-  try {
-    const started = performance.now();
-    const outputs = await model.run(input);
-    raw = outputs[0].toTypedArray();
-    ms = performance.now() - started;
-    outputs.forEach((t) => t.delete());
-  } finally {
-    input.delete();
+  const started = performance.now();
+  const raw = await runModel(data);
+  const ms = performance.now() - started;
+  return {...decide(raw, config), ms, width, height, inputSha256, rgba, data};
+}
+
+// The image's occlusion map for its decided class (what `mdx explain` follows), drawn over the
+// model-size pixels in the row's heatmap cell, which shows progress meanwhile.
+async function explain(file, result, row) {
+  const {config} = state;
+  const cell = row.querySelector('.heatmap');
+  const note = cell.querySelector('span');
+  if (!$('heatmaps').checked) {
+    row.dataset.heatmap = 'off';
+    note.textContent = 'off';
+    return;
   }
-  return {...decide(raw, config), ms, width, height, inputSha256};
+  row.dataset.heatmap = 'running';
+  const {size} = config.input;
+  // the fill is in model-input units: quantized like any input value, so each copy equals the harness's
+  const occlusion = {...config.occlusion, fill: toInputDtype(config.occlusion.fill, config)};
+  const predict = async (data) => decide(await runModel(data), config).probabilities;
+  const base = result.probabilities[result.index];
+  const started = performance.now();
+  const {map, runs} = await occlusionMap(predict, result.data, size, result.index, base, occlusion,
+                                         (done, total) => { note.textContent = `heatmap ${done}/${total}`; });
+  const ms = performance.now() - started;
+  const canvas = document.createElement('canvas');
+  canvas.width = size;
+  canvas.height = size;
+  canvas.title = `occlusion map of ${config.labels[result.index]}: brighter = hiding it lowers the probability more`;
+  canvas.getContext('2d').putImageData(new ImageData(blend(result.rgba, map), size, size), 0, 0);
+  cell.prepend(canvas);
+  note.textContent = `${(ms / 1000).toFixed(1)} s, ${runs} runs`;
+  window.mdxHeatmaps.push({file: file.name, target: result.index, base, map, runs, ms});
+  row.dataset.heatmap = 'done';
+  row.dataset.heatmapMs = String(ms);
+  row.dataset.heatmapRuns = String(runs);
 }
 
 function showResult(file, result) {
@@ -248,7 +296,10 @@ function showResult(file, result) {
   thumb.alt = file.name;
   thumb.src = URL.createObjectURL(file);
   const every = config.labels.map((label, k) => `${label} ${result.probabilities[k].toFixed(4)}`).join(', ');
-  const cells = [thumb, `${file.name} (${result.width} x ${result.height})`, config.labels[result.index],
+  const heatmap = document.createElement('div');
+  heatmap.className = 'heatmap';
+  heatmap.append(document.createElement('span'));
+  const cells = [thumb, heatmap, `${file.name} (${result.width} x ${result.height})`, config.labels[result.index],
                  result.probabilities[result.index].toFixed(4), every, result.ms.toFixed(2)];
   for (const cell of cells) {
     const td = document.createElement('td');
@@ -257,6 +308,7 @@ function showResult(file, result) {
     row.append(td);
   }
   $('results').tBodies[0].append(row);
+  return row;
 }
 
 // One image at a time, in the order given; a failure shows its message and the queue goes on.
@@ -266,7 +318,8 @@ function enqueue(files) {
     document.body.dataset.pending = String(state.pending);
     state.queue = state.queue.then(async () => {
       try {
-        showResult(file, await classify(file));
+        const result = await classify(file);
+        await explain(file, result, showResult(file, result));
       } catch (error) {
         showError(error instanceof PageError ? error.message : `${file.name}: ${error.message || error}`, file.name);
       } finally {

@@ -205,6 +205,11 @@ class Browser:
             disclaimer: document.getElementById('disclaimer').textContent,
             isolated: self.crossOriginIsolated })""")
 
+    def heatmaps(self) -> list[dict[str, Any]]:
+        """The page's occlusion maps (window.mdxHeatmaps), each map as a flat row-major list."""
+        return self.evaluate("window.mdxHeatmaps.map(h => ({file: h.file, target: h.target, base: h.base, "
+                             "map: Array.from(h.map), runs: h.runs, ms: h.ms}))")
+
     def close(self) -> None:
         try:
             if hasattr(self, "ws"):
