@@ -164,9 +164,12 @@ def explanation_table(facts: RunFacts) -> Table | None:
     rows = [("map Spearman, mean / median / min", "", " / ".join(num(found["spearman"][k]) for k in ("mean", "median", "min"))),
             ("top-10% IoU, mean / median / min", "", " / ".join(num(found["top10_iou"][k]) for k in ("mean", "median", "min"))),
             ("border share (outer 10%), all", num(border["reference"]), num(border["candidate"]))]
-    rows += [(f"border share, true {name}", num(border["reference_by_class"].get(name)), num(value))
+    flagged = border.get("shortcut_classes", [])  # records before per-class flags have none
+    rows += [(f"border share, true {name}" + (" (shortcut)" if name in flagged else ""),
+              num(border["reference_by_class"].get(name)), num(value))
              for name, value in border["candidate_by_class"].items()]
-    rows.append(("shortcut flagged (border share above " + f"{border['limit']:g})", "", "yes" if border["shortcut"] else "no"))
+    verdict = ("yes" + (f" ({', '.join(flagged)})" if flagged else "")) if border["shortcut"] else "no"
+    rows.append((f"shortcut flagged (border share, all or one class, above {border['limit']:g})", "", verdict))
     title = (f"Where the models look: occlusion maps of {candidate} against {reference} on {found['n']} test images "
              f"(patch {found['occlusion']['patch']}, stride {found['occlusion']['stride']}; an even map has border share 0.36)")
     return Table("explanation", title, ("measure", reference, candidate),
