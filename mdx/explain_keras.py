@@ -24,6 +24,11 @@ from mdx.runtime.explain import Explanation, save_maps
 METHODS = ("occlusion", "gradcam")
 
 
+def has_tensorflow() -> bool:
+    """TensorFlow and tf-keras are installed (found, not imported: that takes seconds)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("tensorflow", "tf_keras"))
+
+
 def check_method(method: str, model: Path, is_keras: bool) -> None:
     """Refuse an unknown method, Grad-CAM of a .tflite file, and Grad-CAM where TensorFlow is missing.
 
@@ -37,7 +42,7 @@ def check_method(method: str, model: Path, is_keras: bool) -> None:
     if not is_keras:
         raise ConfigError(f"--method gradcam needs a Keras model (.keras, or a run's train/ folder), not {model}; "
                           "pass the run's train/model.keras, or drop --method for occlusion of the .tflite")
-    if importlib.util.find_spec("tensorflow") is None or importlib.util.find_spec("tf_keras") is None:
+    if not has_tensorflow():
         raise ConfigError(f"--method gradcam on {model} needs TensorFlow and tf-keras, which this install lacks; "
                           "pip install 'mdx[train]', or explain the converted .tflite with --method occlusion")
 
@@ -80,8 +85,7 @@ def gradcam_images(model_path: Path, images: Sequence[Path], config: EvaluateCon
     from mdx.runtime.files import file_facts
     from mdx.runtime.images import load_image
     from mdx.runtime.model_info import check_class_count, load_model_info
-    from mdx.train.gradcam import feature_layer, grad_cam
-    from mdx.train.predict_keras import load_keras_model, predict_proba_keras, resolve_keras_model
+    from mdx.train.predict_keras import resolve_keras_model  # no TensorFlow yet: bad input fails in a blink
 
     started = time.perf_counter()
     if not images:
@@ -94,6 +98,9 @@ def gradcam_images(model_path: Path, images: Sequence[Path], config: EvaluateCon
     decision = decide(info.decision, info.labels)
     pixels = np.stack([load_image(Path(p), info.preprocessing.size) for p in images])
     inputs = info.preprocessing.normalize(pixels)
+    from mdx.train.gradcam import feature_layer, grad_cam
+    from mdx.train.predict_keras import load_keras_model, predict_proba_keras
+
     probs = predict_proba_keras(model_file, inputs)
     check_class_count(info, probs.shape[1], model_file)
     targets = np.full(len(inputs), chosen) if chosen is not None else decision.classes(probs)
