@@ -3,10 +3,10 @@
 from mdx.cli import (  # noqa: F401
     commands_audit,
     commands_convert,
+    commands_explain,  # after the runtime commands whose helpers it shares
     commands_fit,
     commands_pipeline,
     commands_runtime,
-    commands_explain,  # after the runtime commands whose helpers it shares
     commands_train,
 )
 from mdx.cli.app import app, main

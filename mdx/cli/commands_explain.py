@@ -5,12 +5,10 @@ model (mdx.explain_keras, TensorFlow imported only for that method). Errors are 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import typer
-from rich.table import Column
 
-from mdx.cli.app import app, log
+from mdx.cli.app import app
 from mdx.cli.commands_runtime import (
     PATCH_HELP,
     RUNTIME_HELP,
@@ -18,8 +16,9 @@ from mdx.cli.commands_runtime import (
     THRESHOLD_HELP,
     _config,
     _is_keras,
-    _print_table,
+    _show,
     _write_json,
+    write_explanations,
 )
 from mdx.errors import ConfigError
 from mdx.runtime.preprocess import PRESET_HELP
@@ -27,29 +26,6 @@ from mdx.runtime.preprocess import PRESET_HELP
 FILL_HELP = "Pixel value 0..255 the patch is filled with (default: the preprocessing mean, a grey)."
 METHOD_HELP = ("occlusion: any .tflite, no TensorFlow; gradcam: Grad-CAM on the last convolutional block of a "
                ".keras model (a file, its train/ folder or the run folder), needs TensorFlow.")
-
-
-def _show(result: Any, folder: Path, overwrite: bool, how: str) -> dict:
-    """Save `result` (overlays, maps, explain.json) in `folder` and print its table; returns the result dict."""
-    from mdx.runtime.cli import EXPLAIN_HEADERS, decision_text, explain_rows
-
-    result.save(folder, overwrite=overwrite)
-    payload = result.to_dict()
-    count = len(payload["images"])
-    title = f"{Path(payload['model']['path']).name}: {how}, {decision_text(payload)}, {count} images in {payload['seconds']:.1f} s"
-    headers = (Column("image", overflow="fold", min_width=16), *EXPLAIN_HEADERS[1:])
-    _print_table(title, headers, explain_rows(payload))
-    log(f"explain: saved {count} overlays (.png) and maps (.npy) to {folder}")
-    return payload
-
-
-def write_explanations(model: Path, images: list[Path], config: Any, explain: Any, folder: Path, overwrite: bool) -> dict:
-    """Occlusion maps of `images`, saved in `folder` and printed; returns the result dict."""
-    from mdx.runtime.explain import explain_images
-
-    result = explain_images(model, images, config, explain)
-    o = result.occlusion
-    return _show(result, folder, overwrite, f"occlusion patch {o.patch} stride {o.stride}")
 
 
 def _keras_of(model: Path) -> Path:

@@ -172,7 +172,6 @@ def predict_command(
     _print_table(title, headers, predict_rows(payload))
     _write_json(json_out, payload)
     if explain is not None:
-        from mdx.cli.commands_explain import write_explanations
         from mdx.runtime.explain import ExplainConfig
 
         write_explanations(model, images, config, ExplainConfig(), explain, overwrite=False)
@@ -286,6 +285,29 @@ def check_command(
     if not result["passed"]:
         raise ParityError(result["summary"])
     log(result["summary"])
+
+
+def _show(result: Any, folder: Path, overwrite: bool, how: str) -> dict:
+    """Save `result` (overlays, maps, explain.json) in `folder` and print its table; returns the result dict."""
+    from mdx.runtime.cli import EXPLAIN_HEADERS, decision_text, explain_rows
+
+    result.save(folder, overwrite=overwrite)
+    payload = result.to_dict()
+    count = len(payload["images"])
+    title = f"{Path(payload['model']['path']).name}: {how}, {decision_text(payload)}, {count} images in {payload['seconds']:.1f} s"
+    headers = (Column("image", overflow="fold", min_width=16), *EXPLAIN_HEADERS[1:])
+    _print_table(title, headers, explain_rows(payload))
+    log(f"explain: saved {count} overlays (.png) and maps (.npy) to {folder}")
+    return payload
+
+
+def write_explanations(model: Path, images: list[Path], config: Any, explain: Any, folder: Path, overwrite: bool) -> dict:
+    """Occlusion maps of `images`, saved in `folder` and printed; returns the result dict."""
+    from mdx.runtime.explain import explain_images
+
+    result = explain_images(model, images, config, explain)
+    o = result.occlusion
+    return _show(result, folder, overwrite, f"occlusion patch {o.patch} stride {o.stride}")
 
 
 def _remote_config(host: str, python: str, ssh_option: list[str], timeout: float):
