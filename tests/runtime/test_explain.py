@@ -260,3 +260,21 @@ def test_python_m_runtime_check_explanations(model_path, golden_npz, capsys) -> 
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "map Spearman (n=4)" in captured.out and "explanation agreement measured on 4 images" in captured.out
+
+
+def test_explanation_parity_one_class_above_border_limit_is_flagged() -> None:
+    from mdx.runtime.explain_parity import ExplanationCheck, ExplanationParity
+    from mdx.runtime.occlusion import Occlusion
+
+    def parity(border: tuple[float, ...]) -> ExplanationParity:
+        return ExplanationParity(config=ExplanationCheck(sample=4), occlusion=Occlusion(patch=4, stride=4),
+                                 class_names=("A", "B"), paths=("a1", "a2", "b1", "b2"), labels=(0, 0, 1, 1),
+                                 targets=(0, 0, 1, 1), spearman=(1.0,) * 4, iou=(1.0,) * 4, candidate_border=border,
+                                 reference_border=(0.3,) * 4)
+
+    flagged = parity((0.9, 0.8, 0.1, 0.1))  # overall 0.475 is under the 0.5 limit; class A's 0.85 is not
+    assert flagged.shortcut and flagged.shortcut_classes() == ("A",)
+    assert flagged.to_dict()["border_share"]["shortcut_classes"] == ["A"]
+    assert "above the limit in A 0.85" in (flagged.shortcut_warning() or "")
+    even = parity((0.4, 0.4, 0.3, 0.3))
+    assert not even.shortcut and even.shortcut_warning() is None and even.shortcut_classes() == ()
