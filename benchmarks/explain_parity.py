@@ -73,31 +73,26 @@ def parity(run: Path, candidates: dict[str, Path], sample: int, record: dict[str
 
 
 def gradcam_vs_occlusion(run: Path, record: dict[str, Any], sample: int) -> dict[str, Any]:
-    """Grad-CAM of the Keras model against occlusion of its FP32 .tflite, on `sample` evenly spaced test images."""
+    """Grad-CAM of the Keras model against occlusion of its FP32 .tflite, on `sample` evenly spaced test images,
+    compared as the pipeline's explain stage compares them (mdx.explain_keras.compare_with_occlusion)."""
     import numpy as np
     from common import load_test_split
 
+    from mdx.explain_keras import compare_with_occlusion
     from mdx.runtime.classifier import TfliteClassifier
     from mdx.runtime.explain import probability_fn
-    from mdx.runtime.occlusion import default_occlusion, occlusion_map, spearman, top_iou
-    from mdx.train.gradcam import grad_cam
-    from mdx.train.predict_keras import load_keras_model
+    from mdx.runtime.occlusion import default_occlusion, occlusion_map
 
-    inputs, _, _ = load_test_split({"record": record, "train": run / "train"}, limit=sample)
+    inputs, labels, _ = load_test_split({"record": record, "train": run / "train"}, limit=sample)
     classifier = TfliteClassifier(run / "convert" / "fp32" / "model.tflite")
     predict = probability_fn(classifier.predict_raw, classifier)
     targets = (predict(inputs)[:, 1] >= 0.5).astype(int)
-    cams = grad_cam(load_keras_model(run / "train" / "model.keras"), inputs, targets)
     occlusion = default_occlusion(inputs.shape[1])
-    rho, iou = [], []
-    for image, target, cam in zip(inputs, targets, cams):
-        heatmap, _ = occlusion_map(predict, image, int(target), occlusion)
-        rho.append(spearman(cam, heatmap))
-        iou.append(top_iou(cam, heatmap))
-    figures = {"n": len(rho), "layer": "last 4-D output (MobileNetV2 out_relu)",
-               "spearman": {"mean": round(float(np.mean(rho)), 4), "median": round(float(np.median(rho)), 4)},
-               "top10_iou": {"mean": round(float(np.mean(iou)), 4), "median": round(float(np.median(iou)), 4)}}
-    print(f"grad-cam vs occlusion (fp32): {figures}", flush=True)
+    maps = np.stack([occlusion_map(predict, image, int(target), occlusion)[0] for image, target in zip(inputs, targets)])
+    _, figures = compare_with_occlusion(run / "train" / "model.keras", inputs, [int(t) for t in targets], maps,
+                                        [f"test#{i}" for i in range(len(inputs))], [int(v) for v in labels],
+                                        record["labels"])
+    print(f"grad-cam vs occlusion (fp32): { {k: v for k, v in figures.items() if k != 'images'} }", flush=True)
     return figures
 
 
@@ -148,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample", type=int, default=32, help="test images explained per variant (spread over classes)")
     parser.add_argument("--repeats", type=int, default=3, help="cost: interleaved repeats")
     parser.add_argument("--variants", default=",".join(QUANTIZED), help="convert/ variants to compare (comma-separated)")
-    parser.add_argument("--no-cost", action="store_true", help="skip the cost and Grad-CAM measurements")
+    parser.add_argument("--no-cost", action="store_true", help="skip the cost measurement")
+    parser.add_argument("--no-gradcam", action="store_true", help="skip Grad-CAM against occlusion")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -165,8 +161,9 @@ def main(argv: list[str] | None = None) -> int:
         "figures": {"parity_vs_fp32": parity(args.run, candidates, args.sample, files["record"])},
         "settings": {"sample": args.sample, "decided_at": 0.5, "sweep": "docs/explain.md defaults"},
     }
-    if not args.no_cost:
+    if not args.no_gradcam:
         payload["figures"]["gradcam_vs_occlusion_fp32"] = gradcam_vs_occlusion(args.run, files["record"], args.sample)
+    if not args.no_cost:
         payload["figures"]["cost_224px_int8"] = cost(args.repeats)
     print(f"saved {save('explain_parity', payload, args.out)}")
     return 0

@@ -2,7 +2,10 @@
 
 Writes RUN/explain/: `record.json` (explanation agreement of int8 against FP32 on a sample, and the
 border share of each per class: the shortcut check), `grid.png` (a few test images per class that
-FP32 gets right and wrong, FP32's map beside INT8's) and `maps.npz` (the grid's raw maps).
+FP32 gets right and wrong, FP32's map beside INT8's and, where TensorFlow and train/model.keras are
+there, Grad-CAM of the float Keras model) and `maps.npz` (the grid's raw maps). The record's
+`gradcam` holds Grad-CAM's agreement with FP32's occlusion maps on the grid images, measured as
+`mdx check` measures int8 against FP32 (mdx/explain_keras.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class ExplainRunConfig(ConfigBase):
     per_outcome: int = 2
     candidate: str = "int8"
     reference: str = "fp32"
+    gradcam: bool = True  # Grad-CAM of train/model.keras beside the occlusion maps, when TensorFlow is there
 
     def __post_init__(self) -> None:
         require(self.sample >= 1, f"explain sample {self.sample} must be >= 1")
@@ -43,6 +47,7 @@ class ExplainRunResult:
     explanation: dict[str, Any]
     grid: Path
     seconds: float
+    gradcam: dict[str, Any] | None = None
 
 
 def grid_picks(labels: np.ndarray, predicted: np.ndarray, per_outcome: int) -> list[tuple[int, bool]]:
@@ -55,24 +60,48 @@ def grid_picks(labels: np.ndarray, predicted: np.ndarray, per_outcome: int) -> l
     return picks
 
 
-def _grid_png(rows: list[tuple[str, Any, Any]]) -> bytes:
-    """Rows of (caption, left overlay, right overlay) PIL images stacked into one PNG."""
+def _grid_png(rows: list[tuple[str, list[Any]]]) -> bytes:
+    """Rows of (caption, overlays side by side) PIL images stacked into one PNG."""
     import io
 
     from PIL import Image, ImageDraw
 
-    width = rows[0][1].width + rows[0][2].width
-    height = sum(ROW_BAND + left.height for _, left, _ in rows)
+    width = max(sum(cell.width for cell in cells) for _, cells in rows)
+    height = sum(ROW_BAND + max(cell.height for cell in cells) for _, cells in rows)
     canvas = Image.new("RGB", (width, height), (255, 255, 255))
     y = 0
-    for caption, left, right in rows:
+    for caption, cells in rows:
         ImageDraw.Draw(canvas).text((4, y + 4), caption, fill=(0, 0, 0))
-        canvas.paste(left, (0, y + ROW_BAND))
-        canvas.paste(right, (left.width, y + ROW_BAND))
-        y += ROW_BAND + left.height
+        x = 0
+        for cell in cells:
+            canvas.paste(cell, (x, y + ROW_BAND))
+            x += cell.width
+        y += ROW_BAND + max(cell.height for cell in cells)
     buffer = io.BytesIO()
     canvas.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _gradcam(run: Path, model: Path, explained: Any, labels: list[int], names: list[str]
+             ) -> tuple[np.ndarray | None, dict[str, Any] | None, str | None]:
+    """(Grad-CAM maps, their agreement with `explained`'s occlusion maps, None), or (None, None, why not)."""
+    from mdx.explain_keras import compare_with_occlusion, has_tensorflow
+    from mdx.runtime.model_info import load_model_info
+
+    keras_file = run / "train" / "model.keras"
+    if not keras_file.is_file():
+        return None, None, f"{keras_file} not found: no Grad-CAM maps"
+    if not has_tensorflow():
+        return None, None, "TensorFlow is not installed: no Grad-CAM maps (pip install 'mdx[train]')"
+    preprocessing = load_model_info(model).preprocessing
+    if preprocessing is None:  # explain_images found it for the same model; this narrows the type
+        raise ArtifactError(f"{model}: no preprocessing recorded beside it; rerun `mdx convert`")
+    items = explained.explanations
+    inputs = preprocessing.normalize(np.stack([e.pixels for e in items]))
+    cams, agreement = compare_with_occlusion(keras_file, inputs, [explained.labels.index(e.target) for e in items],
+                                             np.stack([e.heatmap for e in items]), [e.path for e in items], labels,
+                                             names)
+    return cams, agreement, None
 
 
 def explain_run(run: Path, test_data: Path, config: ExplainRunConfig = ExplainRunConfig()) -> ExplainRunResult:
@@ -104,24 +133,33 @@ def explain_run(run: Path, test_data: Path, config: ExplainRunConfig = ExplainRu
     picks = grid_picks(labels, predicted, config.per_outcome)
     images = [Path(paths[i]) for i, _ in picks]
     maps = {name: explain_images(model, images) for name, model in models.items()}
+    cams, gradcam, skipped = (None, None, "Grad-CAM is off (ExplainRunConfig.gradcam)")
+    if config.gradcam:
+        cams, gradcam, skipped = _gradcam(run, reference, maps[config.reference], [int(labels[i]) for i, _ in picks],
+                                          names)
     rows = []
     for n, (index, correct) in enumerate(picks):
         caption = (f"true {names[labels[index]]}, {config.reference} {'correct' if correct else 'wrong'}: "
                    f"{Path(paths[index]).name}")
         cells = [overlay_image(e.pixels, e.heatmap, f"{name}: {e.target} {e.probability:.3f}")
                  for name in (config.reference, config.candidate) for e in [maps[name].explanations[n]]]
-        rows.append((caption, *cells))
+        if cams is not None and gradcam is not None:
+            e = maps[config.reference].explanations[n]
+            cells.append(overlay_image(e.pixels, cams[n], f"Grad-CAM: {e.target}, rho {gradcam['images'][n]['spearman']:.2f}"))
+        rows.append((caption, cells))
     folder = run / "explain"
     grid = atomic_write_bytes(folder / GRID_NAME, _grid_png(rows))
     import io
 
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, paths=np.asarray([str(p) for p in images]),
-                        **{name: np.stack([e.heatmap for e in maps[name].explanations]) for name in models})
+    arrays_by_name = {name: np.stack([e.heatmap for e in maps[name].explanations]) for name in models}
+    np.savez_compressed(buffer, paths=np.asarray([str(p) for p in images]), **arrays_by_name,
+                        **({} if cams is None else {"gradcam": cams}))
     arrays = atomic_write_bytes(folder / "maps.npz", buffer.getvalue())
     seconds = time.perf_counter() - started
+    inputs = list(models.values()) + ([run / "train" / "model.keras"] if gradcam is not None else [])
     write_record(folder, stage="explain", config={**config.to_dict(), "test_data": str(test_data)},
-                 inputs=list(models.values()), outputs=[grid, arrays], metrics={"explanation": explanation},
-                 wall_seconds=seconds, extra={"warnings": list(result.warnings),
+                 inputs=inputs, outputs=[grid, arrays], metrics={"explanation": explanation, "gradcam": gradcam},
+                 wall_seconds=seconds, extra={"warnings": list(result.warnings), "gradcam_skipped": skipped,
                                               "grid": [{"path": str(images[n]), "correct": c} for n, (_, c) in enumerate(picks)]})
-    return ExplainRunResult(folder, explanation, grid, seconds)
+    return ExplainRunResult(folder, explanation, grid, seconds, gradcam)

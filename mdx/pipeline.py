@@ -177,6 +177,10 @@ def run_pipeline(data_dir: Path, train_config: Any, config: PipelineConfig, out:
         explained = explain_run(out, test_dir)
         seconds["explain"] = explained.seconds
         log(f"explain: {explained.explanation['summary']}; saved {explained.grid}")
+        if explained.gradcam is not None:
+            g = explained.gradcam
+            log(f"explain: Grad-CAM of the Keras model against fp32 occlusion on {g['n']} grid images: map Spearman "
+                f"mean {g['spearman']['mean']:.3f}, top-10% IoU mean {g['top10_iou']['mean']:.3f}")
 
     fp32_probs = evaluations[Quantization.FP32.value].probs
     fp32_bytes = converted.variants[0].bytes

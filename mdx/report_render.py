@@ -164,17 +164,40 @@ def explanation_table(facts: RunFacts) -> Table | None:
     rows = [("map Spearman, mean / median / min", "", " / ".join(num(found["spearman"][k]) for k in ("mean", "median", "min"))),
             ("top-10% IoU, mean / median / min", "", " / ".join(num(found["top10_iou"][k]) for k in ("mean", "median", "min"))),
             ("border share (outer 10%), all", num(border["reference"]), num(border["candidate"]))]
-    rows += [(f"border share, true {name}", num(border["reference_by_class"].get(name)), num(value))
+    flagged = border.get("shortcut_classes", [])  # records before per-class flags have none
+    rows += [(f"border share, true {name}" + (" (shortcut)" if name in flagged else ""),
+              num(border["reference_by_class"].get(name)), num(value))
              for name, value in border["candidate_by_class"].items()]
-    rows.append(("shortcut flagged (border share above " + f"{border['limit']:g})", "", "yes" if border["shortcut"] else "no"))
+    verdict = ("yes" + (f" ({', '.join(flagged)})" if flagged else "")) if border["shortcut"] else "no"
+    rows.append((f"shortcut flagged (border share, all or one class, above {border['limit']:g})", "", verdict))
     title = (f"Where the models look: occlusion maps of {candidate} against {reference} on {found['n']} test images "
              f"(patch {found['occlusion']['patch']}, stride {found['occlusion']['stride']}; an even map has border share 0.36)")
     return Table("explanation", title, ("measure", reference, candidate),
                  tuple(rows))
 
 
+def gradcam_table(facts: RunFacts) -> Table | None:
+    """Grad-CAM of the Keras model against the reference's occlusion maps on the grid, or None when not measured."""
+    from mdx.report_explain import gradcam_of
+
+    found = gradcam_of(facts)
+    if found is None:
+        return None
+    reference = facts.records["explain"].get("config", {}).get("reference", "fp32")
+    border = found["border_share"]
+    rows = [("map Spearman, mean / median / min", "", " / ".join(num(found["spearman"][k]) for k in ("mean", "median", "min"))),
+            ("top-10% IoU, mean / median / min", "", " / ".join(num(found["top10_iou"][k]) for k in ("mean", "median", "min"))),
+            ("border share (outer 10%), all", num(border["occlusion"]), num(border["gradcam"]))]
+    rows += [(f"border share, true {name}", num(border["occlusion_by_class"].get(name)), num(value))
+             for name, value in border["gradcam_by_class"].items()]
+    title = (f"Grad-CAM of the float Keras model ({found['layer']}) against {reference}'s occlusion maps on the "
+             f"{found['n']} grid images, compared as int8 is with {reference}")
+    return Table("gradcam", title, ("measure", f"{reference} occlusion", "Grad-CAM"), tuple(rows))
+
+
 def tables(facts: RunFacts, rows: list[dict[str, Any]]) -> list[Table]:
-    found = [variant_table(rows), latency_table(rows), compatibility_table(rows), explanation_table(facts)]
+    found = [variant_table(rows), latency_table(rows), compatibility_table(rows), explanation_table(facts),
+             gradcam_table(facts)]
     return [t for t in found if t is not None] + [versions_table(facts), machine_table(facts)]
 
 

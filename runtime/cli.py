@@ -141,10 +141,17 @@ def explanation_rows(explanation: dict[str, Any] | None) -> list[tuple[str, str,
         return []
     rho, iou, border = explanation["spearman"], explanation["top10_iou"], explanation["border_share"]
     show = lambda v: "-" if v is None else f"{v:.4f}"
-    delta = "" if None in (border["candidate"], border["reference"]) else f"{border['candidate'] - border['reference']:+.4f}"
-    return [(f"map Spearman (n={explanation['n']})", "", f"{rho['mean']:.4f}", f"min {rho['min']:.4f}"),
+    delta = lambda c, r: "" if None in (c, r) else f"{c - r:+.4f}"
+    flagged = border.get("shortcut_classes", [])
+    rows = [(f"map Spearman (n={explanation['n']})", "", f"{rho['mean']:.4f}", f"min {rho['min']:.4f}"),
             ("map top-10% IoU", "", f"{iou['mean']:.4f}", f"min {iou['min']:.4f}"),
-            ("map border share", show(border["reference"]), show(border["candidate"]), delta)]
+            ("map border share", show(border["reference"]), show(border["candidate"]),
+             delta(border["candidate"], border["reference"]))]
+    for name, share in border["candidate_by_class"].items():  # a marker may give away one class only
+        reference = border["reference_by_class"].get(name)
+        rows.append((f"  true {name}" + (" (shortcut)" if name in flagged else ""), show(reference), show(share),
+                     delta(share, reference)))
+    return rows
 
 
 def explanation_check(args: argparse.Namespace):
@@ -382,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mean Spearman correlation of the maps below which the check fails (exit 3); "
                         "samples 16 images unless --explain-sample is given")
     p.add_argument("--max-border-share", type=float, default=0.5,
-                   help="warn of a shortcut above this mean share of attribution in the image border")
+                   help="warn of a shortcut when the candidate's mean share of attribution in the image border, over "
+                        "all images or one class's, is above this")
     _explain_options(p, fill=False)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("probe", help="load and invoke a model in a subprocess (a crash cannot take this one down)")

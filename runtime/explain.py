@@ -123,7 +123,7 @@ class ExplainResult:
 
     def to_dict(self) -> dict[str, Any]:
         o = self.occlusion
-        return {"stage": "explain", "model": self.model, "runtime": self.runtime.to_dict(), "labels": list(self.labels),
+        return {"stage": "explain", "method": "occlusion", "model": self.model, "runtime": self.runtime.to_dict(), "labels": list(self.labels),
                 "occlusion": {"patch": o.patch, "stride": o.stride, "fill": o.fill, "batch": o.batch},
                 "decision": self.decision.to_dict(), "seconds": round(self.seconds, 3), "machine": machine_facts(),
                 "images": [e.to_dict() for e in self.explanations]}
@@ -135,18 +135,29 @@ class ExplainResult:
             UsageError: explain.json exists there and `overwrite` is false.
             OutputError: the folder cannot be written.
         """
-        from .overlay import overlay_png
+        return save_maps(Path(folder), self.explanations, self.to_dict(), overwrite=overwrite)
 
-        folder = Path(folder)
-        if (folder / RESULT_NAME).exists() and not overwrite:
-            raise UsageError(f"{folder / RESULT_NAME} already exists; pass --overwrite to replace it, or choose another folder")
-        written = []
-        for stem, item in zip(output_stems([e.path for e in self.explanations]), self.explanations):
-            title = f"{item.target} {item.probability:.3f}"
-            written.append(atomic_write_bytes(folder / f"{stem}.png", overlay_png(item.pixels, item.heatmap, title)))
-            written.append(atomic_write_bytes(folder / f"{stem}.npy", npy_bytes(item.heatmap)))
-        written.append(atomic_write_json(folder / RESULT_NAME, self.to_dict()))
-        return written
+
+def save_maps(folder: Path, explanations: Sequence[Explanation], payload: dict[str, Any], *,
+              overwrite: bool = False) -> list[Path]:
+    """<image>.png (overlay titled class and probability) and <image>.npy per explanation, then `payload` as
+    explain.json: one layout for every method (occlusion here, Grad-CAM in mdx.explain_keras).
+
+    Raises:
+        UsageError: explain.json exists in `folder` and `overwrite` is false.
+        OutputError: the folder cannot be written.
+    """
+    from .overlay import overlay_png
+
+    if (folder / RESULT_NAME).exists() and not overwrite:
+        raise UsageError(f"{folder / RESULT_NAME} already exists; pass --overwrite to replace it, or choose another folder")
+    written = []
+    for stem, item in zip(output_stems([e.path for e in explanations]), explanations):
+        title = f"{item.target} {item.probability:.3f}"
+        written.append(atomic_write_bytes(folder / f"{stem}.png", overlay_png(item.pixels, item.heatmap, title)))
+        written.append(atomic_write_bytes(folder / f"{stem}.npy", npy_bytes(item.heatmap)))
+    written.append(atomic_write_json(folder / RESULT_NAME, payload))
+    return written
 
 
 def npy_bytes(array: np.ndarray) -> bytes:

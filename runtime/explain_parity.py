@@ -4,7 +4,8 @@ does either look at the image border (markers, rulers, burnt-in text) more than 
 On a bounded sample (`ExplanationCheck.sample` images, spread over the classes as the data is read),
 both models' occlusion maps follow the reference's class of each image. Per image: the Spearman rank
 correlation of the two maps and the IoU of their top-10% regions (docs/explain.md). The mean
-Spearman is the gate (`min_agreement`); a mean border share above `max_border_share` flags a shortcut.
+Spearman is the gate (`min_agreement`); a mean border share above `max_border_share`, over all images
+or over the images of any one class, flags a shortcut (a marker may give away one class only).
 """
 
 from __future__ import annotations
@@ -95,9 +96,21 @@ class SampleKeeper:
                 tuple(self.paths[i] for i in order))
 
 
-def _mean(values: list[float]) -> float | None:
+def nan_mean(values: list[float]) -> float | None:
+    """The mean of the finite values, rounded to 4 decimals; None when there are none (no map had a positive part)."""
     finite = [v for v in values if not math.isnan(v)]
     return None if not finite else round(float(np.mean(finite)), 4)
+
+
+def map_stats(values: tuple[float, ...] | list[float]) -> dict[str, float]:
+    """Mean, median and minimum of per-image agreements (Spearman or top-10% IoU), rounded as reported."""
+    return {"mean": round(float(np.mean(values)), 4), "median": round(float(np.median(values)), 4),
+            "min": round(float(min(values)), 4)}
+
+
+def rounded(values: tuple[float, ...] | list[float]) -> list[float | None]:
+    """Per-image values for JSON: 4 decimals, NaN (a map with nothing positive) as null."""
+    return [None if math.isnan(v) else round(v, 4) for v in values]
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,14 +138,20 @@ class ExplanationParity:
 
     def border_by_class(self, shares: tuple[float, ...]) -> dict[str, float | None]:
         """Mean border share of the images of each true class."""
-        return {name: _mean([s for s, label in zip(shares, self.labels) if label == k])
+        return {name: nan_mean([s for s, label in zip(shares, self.labels) if label == k])
                 for k, name in enumerate(self.class_names)}
+
+    def shortcut_classes(self) -> tuple[str, ...]:
+        """The true classes whose images put more than the limit of the candidate's attribution in the border."""
+        return tuple(name for name, share in self.border_by_class(self.candidate_border).items()
+                     if share is not None and share > self.config.max_border_share)
 
     @property
     def shortcut(self) -> bool:
-        """The candidate's mean border share is above the limit (a model reading markers, not anatomy)."""
-        share = _mean(list(self.candidate_border))
-        return share is not None and share > self.config.max_border_share
+        """The candidate's mean border share, over all images or one class's, is above the limit (a model
+        reading markers, not anatomy)."""
+        share = nan_mean(list(self.candidate_border))
+        return (share is not None and share > self.config.max_border_share) or bool(self.shortcut_classes())
 
     def summary(self) -> str:
         verdict = "failed" if not self.passed else "passed" if self.config.min_agreement is not None else "measured"
@@ -146,27 +165,25 @@ class ExplanationParity:
     def shortcut_warning(self) -> str | None:
         if not self.shortcut:
             return None
-        return (f"shortcut: {_mean(list(self.candidate_border)):.2f} of the candidate's attribution lies in the image "
-                f"border (outer 10%; limit {self.config.max_border_share:g}, an even map gives 0.36); check the images "
-                "for markers or text that give the class away")
+        by_class = self.border_by_class(self.candidate_border)
+        classes = ", ".join(f"{name} {by_class[name]:.2f}" for name in self.shortcut_classes())
+        return (f"shortcut: {nan_mean(list(self.candidate_border)):.2f} of the candidate's attribution lies in the image "
+                f"border (outer 10%{'; above the limit in ' + classes if classes else ''}; limit "
+                f"{self.config.max_border_share:g}, an even map gives 0.36); check the images for markers or text "
+                "that give the class away")
 
     def to_dict(self) -> dict[str, Any]:
-        def rounded(values: tuple[float, ...]) -> list[float | None]:
-            return [None if math.isnan(v) else round(v, 4) for v in values]
-
         return {
             "passed": self.passed, "summary": self.summary(), "config": self.config.to_dict(),
             "occlusion": {"patch": self.occlusion.patch, "stride": self.occlusion.stride},
             "n": len(self.spearman),
-            "spearman": {"mean": round(self.mean_spearman, 4), "median": round(float(np.median(self.spearman)), 4),
-                         "min": round(min(self.spearman), 4)},
-            "top10_iou": {"mean": round(float(np.mean(self.iou)), 4), "median": round(float(np.median(self.iou)), 4),
-                          "min": round(min(self.iou), 4)},
+            "spearman": map_stats(self.spearman), "top10_iou": map_stats(self.iou),
             "border_share": {
-                "candidate": _mean(list(self.candidate_border)), "reference": _mean(list(self.reference_border)),
+                "candidate": nan_mean(list(self.candidate_border)), "reference": nan_mean(list(self.reference_border)),
                 "candidate_by_class": self.border_by_class(self.candidate_border),
                 "reference_by_class": self.border_by_class(self.reference_border),
                 "limit": self.config.max_border_share, "shortcut": self.shortcut,
+                "shortcut_classes": list(self.shortcut_classes()),
             },
             "images": [{"path": p, "label": self.class_names[y], "class": self.class_names[t], "spearman": round(s, 4),
                         "top10_iou": round(i, 4), "candidate_border_share": cb, "reference_border_share": rb}

@@ -38,6 +38,16 @@ def _split(layers: list[Any], layer_name: str | None) -> int:
     return found[-1]
 
 
+def feature_layer(model: Any, layer_name: str | None = None) -> str:
+    """The name of the layer `grad_cam` takes its feature map from (recorded beside the maps).
+
+    Raises:
+        ConfigError: as `grad_cam`.
+    """
+    layers = _chain(model)
+    return str(layers[_split(layers, layer_name)].name)
+
+
 def _logits(layer: Any, x: Any) -> Any:
     """The last layer's output before its softmax, if it is a Dense layer ending in one."""
     if isinstance(layer, keras.layers.Dense) and layer.activation is keras.activations.softmax:

@@ -23,13 +23,16 @@ class _MdxGroup(TyperGroup):
     """Catches MdxError once for every command: one line on stderr, exit 1, 2 or 3."""
 
     def invoke(self, ctx: Any) -> Any:
+        from rich.markup import escape
+
         from mdx.runtime.errors import show_warnings_on_one_line
 
         show_warnings_on_one_line()
         try:
             return super().invoke(ctx)
         except MdxError as exc:
-            console.print(f"[bold red]error:[/] {exc}", soft_wrap=True)
+            # escaped: a message may name an extra ('mdx[train]') that rich would take for markup and drop
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", soft_wrap=True)
             raise typer.Exit(getattr(exc, "exit_code", 1)) from None
         except KeyboardInterrupt:
             console.print("error: interrupted; nothing half-written was kept (rerun the command)")

@@ -1,4 +1,4 @@
-"""`mdx evaluate`, `mdx predict`, `mdx bench`, `mdx check`, `mdx explain` — thin wrappers over `mdx.runtime`.
+"""`mdx evaluate`, `mdx predict`, `mdx bench`, `mdx check` — thin wrappers over `mdx.runtime` (`mdx explain`: commands_explain).
 
 A .keras model (predict, or the reference of check) is run by `mdx.train.predict_keras`, imported
 inside the command so `mdx --help` never imports TensorFlow. Errors are raised; the app prints them.
@@ -23,7 +23,6 @@ RUNTIME_HELP = "Interpreter: auto (ai-edge-litert, then tflite-runtime, then ten
 THRESHOLD_HELP = "Binary: P(positive) at or above it is positive (default: the model's recorded threshold, else 0.5)."
 PATCH_HELP = "Occlusion patch side in pixels (default: a seventh of the input side)."
 STRIDE_HELP = "Pixels between patch positions (default: the patch; smaller is finer and slower)."
-FILL_HELP = "Pixel value 0..255 the patch is filled with (default: the preprocessing mean, a grey)."
 
 
 def _print_table(title: str, headers: Sequence[str | Column], rows: Sequence[Sequence[str]]) -> None:
@@ -230,7 +229,8 @@ def check_command(
         None, help="Smallest mean Spearman correlation of the two models' maps (exit 3 below it); "
                    "explains 16 images unless --explain-sample is given."),
     max_border_share: float = typer.Option(0.5, help="Warn of a shortcut when the candidate's mean share of "
-                                           "attribution in the image border (outer 10%) is above this."),
+                                           "attribution in the image border (outer 10%), over all images or "
+                                           "one class's, is above this."),
     patch: int | None = typer.Option(None, help=PATCH_HELP),
     stride: int | None = typer.Option(None, help=STRIDE_HELP),
     runtime: str = typer.Option("auto", help=RUNTIME_HELP),
@@ -287,51 +287,27 @@ def check_command(
     log(result["summary"])
 
 
-def write_explanations(model: Path, images: list[Path], config: Any, explain: Any, folder: Path, overwrite: bool) -> dict:
-    """Explain `images`, save overlays, maps and explain.json in `folder`, print the table; returns the result dict."""
+def _show(result: Any, folder: Path, overwrite: bool, how: str) -> dict:
+    """Save `result` (overlays, maps, explain.json) in `folder` and print its table; returns the result dict."""
     from mdx.runtime.cli import EXPLAIN_HEADERS, decision_text, explain_rows
-    from mdx.runtime.explain import explain_images
 
-    result = explain_images(model, images, config, explain)
     result.save(folder, overwrite=overwrite)
     payload = result.to_dict()
-    o = payload["occlusion"]
-    title = (f"{model.name}: occlusion patch {o['patch']} stride {o['stride']}, {decision_text(payload)}, "
-             f"{len(images)} images in {payload['seconds']:.1f} s")
+    count = len(payload["images"])
+    title = f"{Path(payload['model']['path']).name}: {how}, {decision_text(payload)}, {count} images in {payload['seconds']:.1f} s"
     headers = (Column("image", overflow="fold", min_width=16), *EXPLAIN_HEADERS[1:])
     _print_table(title, headers, explain_rows(payload))
-    log(f"explain: saved {len(images)} overlays (.png) and maps (.npy) to {folder}")
+    log(f"explain: saved {count} overlays (.png) and maps (.npy) to {folder}")
     return payload
 
 
-@app.command("explain")
-def explain_command(
-    model: Path = typer.Argument(..., help=".tflite model."),
-    images: list[Path] = typer.Argument(..., help="Image files."),
-    out: Path = typer.Option(..., "--out", help="Folder for <image>.png (overlay), <image>.npy (map) and explain.json."),
-    target: str | None = typer.Option(None, help="Class to explain (default: each image's class at the threshold)."),
-    patch: int | None = typer.Option(None, help=PATCH_HELP),
-    stride: int | None = typer.Option(None, help=STRIDE_HELP),
-    fill: float | None = typer.Option(None, help=FILL_HELP),
-    workers: int = typer.Option(1, help="Interpreters run in parallel threads."),
-    threads: int | None = typer.Option(None, help="Interpreter threads (default: the runtime's)."),
-    threshold: float | None = typer.Option(None, help=THRESHOLD_HELP),
-    runtime: str = typer.Option("auto", help=RUNTIME_HELP),
-    size: int | None = typer.Option(None, help="Input size (default: record.json beside the model)."),
-    mean: str | None = typer.Option(None, help="Per-channel mean, 1 or 3 comma-separated values."),
-    std: str | None = typer.Option(None, help="Per-channel std, 1 or 3 comma-separated values."),
-    preset: str | None = typer.Option(None, help=PRESET_HELP),
-    labels: str | None = typer.Option(None, help="Labels file (one per line) or NAME,NAME,..."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing explain.json in --out."),
-    json_out: Path | None = typer.Option(None, "--json", help="Write the result (without the maps) as JSON here."),
-) -> None:
-    """Where the model looks: occlusion maps overlaid on each image, with its class and probability."""
-    from mdx.runtime.cli import explain_config, probe_models
+def write_explanations(model: Path, images: list[Path], config: Any, explain: Any, folder: Path, overwrite: bool) -> dict:
+    """Occlusion maps of `images`, saved in `folder` and printed; returns the result dict."""
+    from mdx.runtime.explain import explain_images
 
-    explain = explain_config(patch, stride, fill, target)
-    config = _config(runtime, threads, False, size, mean, std, labels, preset, workers=workers, threshold=threshold)
-    probe_models(model, runtime=runtime)
-    _write_json(json_out, write_explanations(model, images, config, explain, out, overwrite))
+    result = explain_images(model, images, config, explain)
+    o = result.occlusion
+    return _show(result, folder, overwrite, f"occlusion patch {o.patch} stride {o.stride}")
 
 
 def _remote_config(host: str, python: str, ssh_option: list[str], timeout: float):

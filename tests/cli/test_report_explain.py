@@ -56,6 +56,7 @@ def test_explain_run_writes_grid_and_record_and_report_shows_them(run: tuple[Pat
     record = json.loads((folder / "explain" / "record.json").read_text())
     explanation = record["metrics"]["explanation"]
     assert explanation["n"] == 4 and set(explanation["border_share"]["candidate_by_class"]) == set(LABELS)
+    assert record["metrics"]["gradcam"] is None and record["gradcam_skipped"].endswith("train/model.keras not found: no Grad-CAM maps")
     assert result.grid.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with np.load(folder / "explain" / "maps.npz") as maps:
         assert maps["fp32"].shape == maps["int8"].shape == (len(record["grid"]), 16, 16)
@@ -65,6 +66,7 @@ def test_explain_run_writes_grid_and_record_and_report_shows_them(run: tuple[Pat
     assert f"| map Spearman, mean / median / min |  | {explanation['spearman']['mean']:.3f} / " in markdown
     assert "![Where the models look: FP32 beside INT8](report_figures/explain_grid.png)" in markdown
     assert 'id="explanation"' in report.html.read_text()
+    assert "no Grad-CAM maps" in markdown and "Grad-CAM of the float Keras model" not in markdown
 
 
 def test_explain_run_without_evaluation_one_line_error(run: tuple[Path, Path], tmp_path: Path) -> None:
@@ -73,3 +75,36 @@ def test_explain_run_without_evaluation_one_line_error(run: tuple[Path, Path], t
     shutil.copytree(folder / "convert", copy / "convert")
     with pytest.raises(ArtifactError, match=r"evaluate/fp32/predictions.npz not found; run `mdx pipeline`"):
         explain_run(copy, test)
+
+
+@pytest.mark.tf
+def test_explain_run_with_keras_model_adds_gradcam_column_and_agreement(run: tuple[Path, Path], tmp_path: Path,
+                                                                        load_script) -> None:
+    """The golden binary_fp32 rebuilt as Keras (tests/fixtures/make_golden_models.py) stands for train/model.keras."""
+    folder, test = run
+    copy = tmp_path / "run"
+    shutil.copytree(folder / "convert", copy / "convert")
+    shutil.copytree(folder / "evaluate", copy / "evaluate")
+    golden = load_script(REPO / "tests" / "fixtures" / "make_golden_models.py")
+    model = golden.build(2, softmax=True)
+    with np.load(GOLDEN / "golden.npz") as expected:  # the very model the fp32 .tflite was converted from
+        np.testing.assert_allclose(model(expected["inputs"]).numpy(), expected["binary_fp32"], atol=1e-5)
+    (copy / "train").mkdir()
+    model.save(copy / "train" / "model.keras")
+    result = explain_run(copy, test, ExplainRunConfig(sample=4, per_outcome=1))
+    record = json.loads((copy / "explain" / "record.json").read_text())
+    gradcam = record["metrics"]["gradcam"]
+    assert result.gradcam == gradcam and record["gradcam_skipped"] is None
+    assert gradcam["layer"] == "conv" and gradcam["n"] == len(record["grid"]) == len(gradcam["images"])
+    assert [i["path"] for i in gradcam["images"]] == [g["path"] for g in record["grid"]]
+    assert -1.0 <= gradcam["spearman"]["min"] <= gradcam["spearman"]["mean"] <= 1.0
+    with np.load(copy / "explain" / "maps.npz") as maps:
+        assert maps["gradcam"].shape == maps["fp32"].shape and float(maps["gradcam"].max()) <= 1.0
+    from PIL import Image
+
+    with Image.open(copy / "explain" / "grid.png") as grid:  # three overlays (256 px each) side by side
+        assert grid.width == 3 * 256
+    markdown = write_report(copy, ReportConfig(overwrite=True)).markdown.read_text()
+    assert "![Where the models look: FP32 beside INT8 and Grad-CAM](report_figures/explain_grid.png)" in markdown
+    assert "## Grad-CAM of the float Keras model (conv) against fp32's occlusion maps" in markdown
+    assert f"| map Spearman, mean / median / min |  | {gradcam['spearman']['mean']:.3f} / " in markdown

@@ -187,3 +187,26 @@ def test_grad_cam_squares_peaks_on_the_square_and_ranks_like_occlusion(square_se
         # the last block is 8 x 8 (4 px cells), so the peak may sit one cell off the square's edge
         assert y0 - 4 <= y < y0 + SQUARE + 4 and x0 - 4 <= x < x0 + SQUARE + 4, f"{path}: Grad-CAM peaks at {(y, x)}"
         assert spearman(cam, item.heatmap) > 0.2
+
+
+def test_mdx_explain_gradcam_cli_writes_maps_that_peak_on_the_square(square_set, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from mdx.cli import app
+
+    folder = tmp_path / "train"  # a stage folder: model.keras with its record, as `mdx train` writes
+    folder.mkdir()
+    square_set["models"]["keras"].save(folder / "model.keras")
+    (folder / "record.json").write_text(json.dumps({"preprocessing": PREPROCESSING, "labels": square_set["names"]}))
+    images = sorted(square_set["test"].rglob("*.png"))[::4]
+    done = CliRunner().invoke(app, ["explain", str(folder), *map(str, images), "--method", "gradcam",
+                                    "--out", str(tmp_path / "maps"), "--json", str(tmp_path / "maps.json")])
+    assert done.exit_code == 0, done.output
+    payload = json.loads((tmp_path / "maps.json").read_text())
+    assert payload["method"] == "gradcam" and payload["layer"] == "max_pooling2d_1"
+    for path, item in zip(images, payload["images"]):
+        assert item["class"] == path.parent.name and (tmp_path / "maps" / f"{path.stem}.png").is_file()
+        cam = np.load(tmp_path / "maps" / f"{path.stem}.npy")
+        y0, x0 = PLACES[path.parent.name]
+        y, x = np.unravel_index(cam.argmax(), cam.shape)
+        assert y0 - 4 <= y < y0 + SQUARE + 4 and x0 - 4 <= x < x0 + SQUARE + 4, f"{path}: Grad-CAM peaks at {(y, x)}"

@@ -182,6 +182,38 @@ def test_mdx_explain_not_an_image_one_line(model_path, tmp_path: Path) -> None:
     assert f"error: {text}: not a readable image" in done.output and "Traceback" not in done.output
 
 
+@pytest.mark.parametrize("model, extra, message", [
+    ("tflite", ["--method", "gradcam"], "error: --method gradcam needs a Keras model (.keras, or a run's train/ folder), not "),
+    ("tflite", ["--method", "saliency"], "error: --method 'saliency' is unknown; expected one of occlusion, gradcam"),
+    ("keras", ["--method", "gradcam", "--patch", "4", "--workers", "2"],
+     "error: --patch, --workers set occlusion or the interpreter, which --method gradcam does not use"),
+])
+def test_mdx_explain_gradcam_bad_options_exit_2(model_path, xray_folder, tmp_path: Path, model, extra, message) -> None:
+    image = min((xray_folder / "NORMAL").iterdir())
+    path = model_path("binary_fp32") if model == "tflite" else tmp_path / "model.keras"
+    done = runner.invoke(app, ["explain", str(path), str(image), "--out", str(tmp_path / "o"), *extra])
+    assert done.exit_code == 2, done.output
+    assert done.output.strip().splitlines()[-1].startswith(message) and "Traceback" not in done.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_mdx_explain_gradcam_without_tensorflow_or_model_one_line(xray_folder, tmp_path: Path, monkeypatch) -> None:
+    import mdx.explain_keras
+
+    image = min((xray_folder / "NORMAL").iterdir())
+    missing = tmp_path / "model.keras"
+    done = runner.invoke(app, ["explain", str(missing), str(image), "--out", str(tmp_path / "o"), "--method", "gradcam"])
+    assert done.exit_code == 1, done.output
+    assert done.output.strip().splitlines()[-1] == (f"error: {missing}: no such file; pass an existing .keras model "
+                                                     "(e.g. from `mdx import-weights`)")
+    monkeypatch.setattr(mdx.explain_keras, "has_tensorflow", lambda: False)
+    done = runner.invoke(app, ["explain", str(missing), str(image), "--out", str(tmp_path / "o"), "--method", "gradcam"])
+    assert done.exit_code == 2, done.output
+    assert done.output.strip().splitlines()[-1] == (
+        f"error: --method gradcam on {missing} needs TensorFlow and tf-keras, which this install lacks; "
+        "pip install 'mdx[train]', or explain the converted .tflite with --method occlusion")
+
+
 def test_check_explanations_identical_models_agree(model_path, xray_folder) -> None:
     from mdx.runtime.check import check
     from mdx.runtime.evaluate import EvaluateConfig
@@ -228,3 +260,21 @@ def test_python_m_runtime_check_explanations(model_path, golden_npz, capsys) -> 
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "map Spearman (n=4)" in captured.out and "explanation agreement measured on 4 images" in captured.out
+
+
+def test_explanation_parity_one_class_above_border_limit_is_flagged() -> None:
+    from mdx.runtime.explain_parity import ExplanationCheck, ExplanationParity
+    from mdx.runtime.occlusion import Occlusion
+
+    def parity(border: tuple[float, ...]) -> ExplanationParity:
+        return ExplanationParity(config=ExplanationCheck(sample=4), occlusion=Occlusion(patch=4, stride=4),
+                                 class_names=("A", "B"), paths=("a1", "a2", "b1", "b2"), labels=(0, 0, 1, 1),
+                                 targets=(0, 0, 1, 1), spearman=(1.0,) * 4, iou=(1.0,) * 4, candidate_border=border,
+                                 reference_border=(0.3,) * 4)
+
+    flagged = parity((0.9, 0.8, 0.1, 0.1))  # overall 0.475 is under the 0.5 limit; class A's 0.85 is not
+    assert flagged.shortcut and flagged.shortcut_classes() == ("A",)
+    assert flagged.to_dict()["border_share"]["shortcut_classes"] == ["A"]
+    assert "above the limit in A 0.85" in (flagged.shortcut_warning() or "")
+    even = parity((0.4, 0.4, 0.3, 0.3))
+    assert not even.shortcut and even.shortcut_warning() is None and even.shortcut_classes() == ()
