@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -78,6 +80,48 @@ def xray_subset(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Pat
         return made[per_class]
 
     return make
+
+
+# The tiny pipeline's recipe: a random-init MobileNetV2 0.35 at 32 px, one epoch per phase. It proves
+# what the stages write and how they chain, not accuracy.
+TINY_RECIPE = {"input_size": 32, "alpha": 0.35, "weights": "none", "epochs_frozen": 1, "epochs_finetune": 1,
+               "batch_size": 8, "bootstrap": 50, "val_fraction": 0.25}
+
+
+@pytest.fixture
+def tiny_recipe() -> dict:
+    """TINY_RECIPE for test modules (which cannot import conftest), a copy each test may change."""
+    return dict(TINY_RECIPE)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> tuple[Path, Path, str]:
+    """(data, run, CLI output) of `mdx pipeline` on 8 real X-rays per class and split, with TINY_RECIPE.
+
+    Built once for the whole session (about a minute of TensorFlow): the first worker to ask builds it
+    under a lock in the workers' shared temporary folder, the other waits and reads it. Tests only read it.
+    """
+    from typer.testing import CliRunner
+
+    from mdx.cli import app
+
+    shared = tmp_path_factory.getbasetemp() if worker_id == "master" else tmp_path_factory.getbasetemp().parent
+    root = shared / "tiny-pipeline"
+    root.mkdir(exist_ok=True)
+    data, run, output = root / "data", root / "run", root / "output.txt"
+    with open(root / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if building fails
+        if not output.is_file():
+            shutil.rmtree(data, ignore_errors=True)
+            shutil.rmtree(run, ignore_errors=True)
+            copy_subset(data, {"NORMAL": 8, "PNEUMONIA": 8})
+            recipe = root / "recipe.json"
+            recipe.write_text(json.dumps(TINY_RECIPE))
+            result = CliRunner().invoke(app, ["pipeline", str(data), "--out", str(run), "--train-config", str(recipe)])
+            text = result.output + (repr(result.exception) if result.exit_code else "")
+            assert result.exit_code == 0, text
+            output.write_text(text)
+    return data, run, output.read_text()
 
 
 def find_side_python(variable: str, default: Path, build_hint: str) -> Path:

@@ -16,10 +16,6 @@ from mdx.records import read_record
 pytestmark = pytest.mark.tf
 runner = CliRunner()
 
-TINY = {"input_size": 32, "alpha": 0.35, "weights": "none", "epochs_frozen": 1, "epochs_finetune": 1,
-        "batch_size": 8, "bootstrap": 50, "val_fraction": 0.25}
-
-
 def _one_line_error(output: str) -> str:
     lines = [line for line in output.strip().splitlines() if line.strip()]
     assert "Traceback" not in output
@@ -28,13 +24,8 @@ def _one_line_error(output: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory, xray_subset) -> tuple[Path, Path, str]:
-    data = xray_subset(8)
-    config = tmp_path_factory.mktemp("cfg") / "train.json"
-    config.write_text(json.dumps(TINY))
-    out = tmp_path_factory.mktemp("runs") / "tiny"
-    result = runner.invoke(app, ["pipeline", str(data), "--out", str(out), "--train-config", str(config)])
-    return data, out, result.output + (repr(result.exception) if result.exit_code else "")
+def tiny_run(tiny_pipeline) -> tuple[Path, Path, str]:
+    return tiny_pipeline  # tests/conftest.py: shared with test_report.py, built once per session
 
 
 def test_pipeline_tiny_run_prints_table_with_fp32_and_int8(tiny_run) -> None:
@@ -116,11 +107,11 @@ def test_train_bad_option_exit_code_two(tmp_path: Path, xray_subset) -> None:
     assert "head 'mlp' is not one of" in _one_line_error(result.output)
 
 
-def test_pipeline_mri_training_testing_layout_as_published_runs_end_to_end(tmp_path: Path) -> None:
+def test_pipeline_mri_training_testing_layout_as_published_runs_end_to_end(tmp_path: Path, tiny_recipe) -> None:
     """The brain-MRI set as its authors ship it: Training/ and Testing/, four classes, mixed image sizes."""
     mri = Path(__file__).resolve().parents[1] / "fixtures" / "brain_tumor_mri_subset"
     config = tmp_path / "train.json"
-    config.write_text(json.dumps({**TINY, "val_fraction": 0.25}))
+    config.write_text(json.dumps(tiny_recipe))
     out = tmp_path / "mri"
     result = runner.invoke(app, ["pipeline", str(mri), "--out", str(out), "--train-config", str(config)])
     assert result.exit_code == 0, result.output + repr(result.exception)
@@ -130,7 +121,7 @@ def test_pipeline_mri_training_testing_layout_as_published_runs_end_to_end(tmp_p
     assert evaluation["metrics"]["n"] == 16 and len(evaluation["metrics"]["classes"]) == 4
 
 
-def test_pipeline_unsplit_class_folders_split_once_and_evaluated_on_manifest_test_rows(tmp_path: Path) -> None:
+def test_pipeline_unsplit_class_folders_split_once_and_evaluated_on_manifest_test_rows(tmp_path: Path, tiny_recipe) -> None:
     """DATA/<class>/ as many sets are delivered: mdx splits it, writes the manifest, and every stage reads it."""
     mri = Path(__file__).resolve().parents[1] / "fixtures" / "brain_tumor_mri_subset"
     data = tmp_path / "data"
@@ -138,7 +129,7 @@ def test_pipeline_unsplit_class_folders_split_once_and_evaluated_on_manifest_tes
         for folder in (mri / split).iterdir():
             shutil.copytree(folder, data / folder.name, dirs_exist_ok=True)
     config = tmp_path / "train.json"
-    config.write_text(json.dumps({**TINY, "val_fraction": 0.2, "test_fraction": 0.25}))
+    config.write_text(json.dumps({**tiny_recipe, "val_fraction": 0.2, "test_fraction": 0.25}))
     out = tmp_path / "run"
     result = runner.invoke(app, ["pipeline", str(data), "--out", str(out), "--train-config", str(config)])
     assert result.exit_code == 0, result.output + repr(result.exception)

@@ -91,15 +91,10 @@ def report(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory, xray_subset) -> Path:
-    """The real tiny pipeline (TensorFlow): it must end by writing its own report into the run folder."""
-    config = tmp_path_factory.mktemp("cfg") / "train.json"
-    config.write_text(json.dumps({"input_size": 32, "alpha": 0.35, "weights": "none", "epochs_frozen": 1,
-                                  "epochs_finetune": 1, "batch_size": 8, "bootstrap": 50, "val_fraction": 0.25}))
-    out = tmp_path_factory.mktemp("pipeline") / "run"
-    result = runner.invoke(app, ["pipeline", str(xray_subset(4)), "--out", str(out), "--train-config", str(config)])
-    assert result.exit_code == 0, result.output
-    assert f"report: saved {out / 'report.html'}" in result.output.replace("\n", "")
+def pipeline_run(tiny_pipeline) -> Path:
+    """The real tiny pipeline (TensorFlow; tests/conftest.py): it must end by writing its own report into the run folder."""
+    _, out, output = tiny_pipeline
+    assert f"report: saved {out / 'report.html'}" in output.replace("\n", "")
     return out
 
 
