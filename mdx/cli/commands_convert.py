@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from mdx.cli.app import app, console, log, out
+from mdx.cli.options import FILL_HELP, PATCH_HELP, STRIDE_HELP
 from mdx.errors import ConfigError
 
 
@@ -127,6 +128,9 @@ def export_command(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Replace the exported assets and golden vectors, or the page.")
     ] = False,
+    patch: Annotated[int | None, typer.Option(help=f"web: the page's heatmap. {PATCH_HELP}")] = None,
+    stride: Annotated[int | None, typer.Option(help=f"web: the page's heatmap. {STRIDE_HELP}")] = None,
+    fill: Annotated[float | None, typer.Option(help=f"web: the page's heatmap. {FILL_HELP}")] = None,
 ) -> None:
     """Export a variant with its config and golden vectors into the Android demo app or a web page."""
     if target == "web":
@@ -135,7 +139,7 @@ def export_command(
         if app_dir is not None:
             raise ConfigError("--app is for mdx export android; the web page goes to --out DIR")
         config = WebExportConfig(variant=variant, out=out_dir or run_dir / "web", litertjs=litertjs or LITERTJS,
-                                 overwrite=overwrite)
+                                 overwrite=overwrite, patch=patch, stride=stride, fill=fill)
         with console.status("exporting the web page…"):
             page = export_web(run_dir, config, on_log=log)
         out.print(str(page.out), soft_wrap=True)
@@ -146,6 +150,8 @@ def export_command(
         raise ConfigError(f"export target {target!r} is unknown; expected android or web (mdx export web RUN)")
     if out_dir is not None or litertjs is not None:
         raise ConfigError("--out and --litertjs are for mdx export web; the Android export writes into --app")
+    if (patch, stride, fill) != (None, None, None):
+        raise ConfigError("--patch, --stride and --fill set the web page's heatmap; the Android app has none: drop them")
     config = ExportConfig(variant=variant, app=app_dir or Path("android_demo"), overwrite=overwrite)
     with console.status("exporting to the Android app…"):
         result = export_android(run_dir, config, on_log=log)

@@ -10,20 +10,16 @@ import typer
 
 from mdx.cli.app import app
 from mdx.cli.commands_runtime import (
-    PATCH_HELP,
-    RUNTIME_HELP,
-    STRIDE_HELP,
-    THRESHOLD_HELP,
     _config,
     _is_keras,
     _show,
     _write_json,
     write_explanations,
 )
+from mdx.cli.options import FILL_HELP, PATCH_HELP, RUNTIME_HELP, STRIDE_HELP, THRESHOLD_HELP
 from mdx.errors import ConfigError
 from mdx.runtime.preprocess import PRESET_HELP
 
-FILL_HELP = "Pixel value 0..255 the patch is filled with (default: the preprocessing mean, a grey)."
 METHOD_HELP = ("occlusion: any .tflite, no TensorFlow; gradcam: Grad-CAM on the last convolutional block of a "
                ".keras model (a file, its train/ folder or the run folder), needs TensorFlow.")
 

@@ -16,13 +16,9 @@ from rich import box
 from rich.table import Column, Table
 
 from mdx.cli.app import app, log, out
+from mdx.cli.options import PATCH_HELP, RUNTIME_HELP, STRIDE_HELP, THRESHOLD_HELP
 from mdx.errors import ConfigError, MdxError, ParityError
 from mdx.runtime.preprocess import PRESET_HELP  # in runtime/ so that `python -m runtime` says the same
-
-RUNTIME_HELP = "Interpreter: auto (ai-edge-litert, then tflite-runtime, then tensorflow.lite), litert, tflite-runtime or tf."
-THRESHOLD_HELP = "Binary: P(positive) at or above it is positive (default: the model's recorded threshold, else 0.5)."
-PATCH_HELP = "Occlusion patch side in pixels (default: a seventh of the input side)."
-STRIDE_HELP = "Pixels between patch positions (default: the patch; smaller is finer and slower)."
 
 
 def _print_table(title: str, headers: Sequence[str | Column], rows: Sequence[Sequence[str]]) -> None:

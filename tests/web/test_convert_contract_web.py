@@ -39,19 +39,25 @@ def test_convert_then_export_web_fp32_and_int8_page_matches_harness(
     """The default int8 (float32 io around the int8 body) and --io uint8 both run on the page."""
     from ai_edge_litert.interpreter import Interpreter
 
+    from mdx.runtime.occlusion import default_occlusion
+
     run = _tiny_run(tmp_path / "run", xray_subset(4), web.LABELS)
     io_args = [] if io == "float32" else ["--io", io]
     done = runner.invoke(cli, ["convert", str(run), "--int8", *io_args, "--calibration-count", "8"])
     assert done.exit_code == 0, done.output
     for variant in ("fp32", "int8"):
         page = tmp_path / f"page_{variant}"
+        sweep = ["--patch", "8", "--stride", "4"] if variant == "fp32" else []  # int8: mdx explain's default
         done = runner.invoke(cli, ["export", "web", str(run), "--variant", variant, "--out", str(page),
-                                   "--litertjs", str(web.LITERTJS)])
+                                   "--litertjs", str(web.LITERTJS), *sweep])
         assert done.exit_code == 0, done.output
         converted = Interpreter(str(run / "convert" / variant / "model.tflite")).get_input_details()[0]
         assert converted["shape_signature"][0] == -1  # what convert writes, and LiteRT.js cannot run as is
         config = json.loads((page / "model_config.json").read_text())
         assert config["input"]["dtype"] == {"fp32": "float32", "int8": io}[variant]
+        default = default_occlusion(config["input"]["size"])
+        assert (config["occlusion"]["patch"], config["occlusion"]["stride"]) == (
+            (8, 4) if variant == "fp32" else (default.patch, default.stride)), config["occlusion"]
         server = serve(page)
         assert browser.open(f"{server.origin}/index.html") == "ready", browser.page()["errors"]
         index = json.loads((page / "golden" / "golden.json").read_text())

@@ -189,6 +189,11 @@ def test_export_web_cli_refuses_android_options_and_missing_litertjs(tmp_path: P
     run = web.make_run(tmp_path / "run", "fp32", web.GOLDEN_MODELS / "binary_fp32" / "model.tflite")
     result = runner.invoke(app, ["export", "web", str(run), "--variant", "fp32", "--app", "android_demo"])
     assert result.exit_code == 2 and "--app is for mdx export android" in result.output  # bad usage
+    result = runner.invoke(app, ["export", "android", str(run), "--variant", "fp32", "--patch", "4"])
+    assert result.exit_code == 2 and "the Android app has none: drop them" in result.output
+    result = runner.invoke(app, ["export", "web", str(run), "--variant", "fp32", "--patch", "99", "--out",
+                                 str(tmp_path / "page"), "--litertjs", str(web.LITERTJS)])
+    assert result.exit_code == 2 and "99" in result.output and not (tmp_path / "page").exists(), result.output
     result = runner.invoke(app, ["export", "web", str(run), "--variant", "fp32", "--litertjs", str(tmp_path / "none")])
     assert result.exit_code == 1 and "npm ci --prefix web" in result.output and "Traceback" not in result.output
     result = runner.invoke(app, ["serve", str(tmp_path)])
