@@ -9,7 +9,8 @@ split manifest (where a recipe is chosen) and on its test split (what is reporte
 - `count=N`: N training images, stratified as the default;
 - `seed=S`: the default count drawn with another seed (how much of a difference is the draw);
 - `balanced=N`: N training images per class, equal counts (a symlinked folder of the manifest's train rows);
-- `fallback`: `--auto-fallback` (which ops it keeps in float, what that costs in bytes and latency).
+- `fallback`: `--auto-fallback` stopping at this gate, not at `mdx check`'s looser defaults (which ops it
+  keeps in float, what that costs in bytes and latency).
 
 The chosen recipe is the first in the order given that holds the gate on validation.
 
@@ -104,7 +105,8 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(float(value), 5)
 
 
-def convert_candidate(run: Path, name: str, files: dict[str, Any], work: Path) -> tuple[Path, dict[str, Any]]:
+def convert_candidate(run: Path, name: str, files: dict[str, Any], work: Path,
+                      log: Any = print) -> tuple[Path, dict[str, Any]]:
     """Convert the int8 variant of `run` by candidate `name`; (model path, what its record says)."""
     from mdx.convert.convert import ConvertConfig, convert
 
@@ -119,10 +121,12 @@ def convert_candidate(run: Path, name: str, files: dict[str, Any], work: Path) -
         settings["calibration_dir"] = balanced_folder(files, int(value), 0, work)
         settings["calibration_count"] = int(value) * len(labels)
     elif kind == "fallback":
-        settings["auto_fallback"] = True
+        settings.update(auto_fallback=True, fallback_min_agreement=ISSUE_4_GATE["min_agreement"],
+                        fallback_max_acc_drop_pt=ISSUE_4_GATE["max_acc_drop_pt"],
+                        fallback_max_auc_drop=ISSUE_4_GATE["max_auc_drop"])
     elif kind != "default":
         raise SystemExit(f"error: unknown candidate {name!r}; expected default, count=N, seed=S, balanced=N or fallback")
-    result = convert(run, ConvertConfig(**settings), on_log=print)["int8"]
+    result = convert(run, ConvertConfig(**settings), on_log=log)["int8"]
     record = json.loads((result.model_path.parent / "record.json").read_text(encoding="utf-8"))
     facts = {"bytes": result.model_path.stat().st_size, "calibration": record.get("calibration")}
     fallback = (record.get("quantization") or {}).get("auto_fallback") or record.get("auto_fallback")
@@ -168,10 +172,16 @@ def main(argv: list[str] | None = None) -> int:
     models: dict[str, Path] = {"fp32": files["models"]["fp32"]}
     for name in args.candidates.split(","):
         started = time.perf_counter()
+        steps: list[str] = []  # auto-fallback's step lines: on a failure, the only trace of what it tried
+
+        def log(line: str, steps: list[str] = steps) -> None:
+            print(line, flush=True)
+            if line.startswith("auto-fallback:"):
+                steps.append(line)
         try:
-            model, row = convert_candidate(args.run, name, files, work)
+            model, row = convert_candidate(args.run, name, files, work, log)
         except MdxError as exc:  # a candidate that cannot hold parity (auto-fallback's ParityError) is a row
-            rows[name] = {"error": str(exc)}
+            rows[name] = {"error": str(exc), "steps": steps}
             print(f"{name}: {exc}", flush=True)
             continue
         row["convert_s"] = round(time.perf_counter() - started, 1)

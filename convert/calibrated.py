@@ -25,6 +25,7 @@ from mdx.quantize.calibration import CalibrationSet
 from mdx.quantize.output_offset import correct_output_offset, keras_logits
 from mdx.quantize.recipes import DEFAULT_INT8_IO
 from mdx.records import read_record
+from mdx.runtime.parity import Tolerances
 from mdx.variants import Quantization
 
 ToTflite = Callable[[Any, Quantization, "str | None", Any], bytes]
@@ -39,14 +40,16 @@ class Int8Context:
     reference_logits: np.ndarray | None
     validation: Validation | None
     fp32: bytes | None = None
+    tolerances: Tolerances = dataclasses.field(default_factory=Tolerances)  # where auto-fallback stops
 
 
-def prepare(model: Any, calibration: CalibrationSet, *, bias_correction: bool, validation: Validation | None) -> Int8Context:
+def prepare(model: Any, calibration: CalibrationSet, *, bias_correction: bool, validation: Validation | None,
+            tolerances: Tolerances = Tolerances()) -> Int8Context:
     """Measure the bias correction (when asked) before any variant converts."""
     if not bias_correction:
-        return Int8Context(None, None, validation)
+        return Int8Context(None, None, validation, tolerances=tolerances)
     plan = plan_bias_correction(model, calibration.inputs)
-    return Int8Context(plan, keras_logits(model, calibration.inputs), validation)
+    return Int8Context(plan, keras_logits(model, calibration.inputs), validation, tolerances=tolerances)
 
 
 def load_validation(src: Source) -> Validation:
@@ -112,7 +115,7 @@ def build_calibrated(
             raise ArtifactError("auto-fallback needs the FP32 model first; this is a bug in mdx.convert")
         result = auto_fallback(model, calibration.inputs, context.validation, context.fp32, io_type=io or DEFAULT_INT8_IO,
                                plan=context.plan, reference_logits=context.reference_logits,
-                               make_converter=keras_converter, on_log=on_log)
+                               tolerances=context.tolerances, make_converter=keras_converter, on_log=on_log)
         if context.plan is not None:
             extra["bias_correction"] = apply_bias_correction(model, context.plan,
                                                              keep_float=result.float_layers)[1].to_dict()

@@ -29,11 +29,16 @@ from mdx.quantize.recipes import INT8_IO, NEEDS_CALIBRATION, RepresentativeDatas
 from mdx.records import staged_dir, write_record
 from mdx.runtime.errors import UsageError
 from mdx.runtime.files import atomic_write_bytes, atomic_write_text
+from mdx.runtime.parity import Tolerances
 from mdx.runtime.preprocess import Preprocessing
 from mdx.variants import Quantization
 
 MODEL_NAME = "model.tflite"
 LABELS_NAME = "labels.txt"
+# ConvertConfig field -> its CLI flag: where --auto-fallback stops
+FALLBACK_TOLERANCES = {"fallback_min_agreement": "fallback-min-agreement",
+                       "fallback_max_acc_drop_pt": "fallback-max-acc-drop",
+                       "fallback_max_auc_drop": "fallback-max-auc-drop"}
 Log = Callable[[str], None]
 
 
@@ -49,7 +54,8 @@ class ConvertConfig(ConfigBase):
     input/output type (DEFAULT_INT8_IO, 'float32', when None). size/mean/std/labels_file are for a model file only.
     `bias_correction` (int8 and int8-fallback) gives back through the biases the mean error of int8
     weights; `auto_fallback` keeps the int8 variant's worst layers in float until parity holds on the
-    run's validation split (quantize/README.md).
+    run's validation split (quantize/README.md), within the `fallback_*` tolerances (None: `mdx check`'s
+    defaults, 0.98 agreement / 1 pt / 0.01 AUC).
     """
 
     variants: tuple[Quantization, ...] = ()
@@ -66,6 +72,9 @@ class ConvertConfig(ConfigBase):
     overwrite: bool = False
     bias_correction: bool = True
     auto_fallback: bool = False
+    fallback_min_agreement: float | None = None
+    fallback_max_acc_drop_pt: float | None = None
+    fallback_max_auc_drop: float | None = None
 
     def __post_init__(self) -> None:
         require(isinstance(self.variants, (tuple, list)), f"variants {self.variants!r} must be a list of variant names")
@@ -104,8 +113,24 @@ class ConvertConfig(ConfigBase):
             not self.auto_fallback or Quantization.INT8 in variants,
             "--auto-fallback keeps layers of the int8 variant in float; add --int8 or drop --auto-fallback",
         )
+        given = [name for name in FALLBACK_TOLERANCES if getattr(self, name) is not None]
+        require(
+            self.auto_fallback or not given,
+            f"{', '.join('--' + FALLBACK_TOLERANCES[n] for n in given)} set where --auto-fallback stops; "
+            "add --auto-fallback or drop them",
+        )
+        self.fallback_tolerances()  # validates them
         if self.target is not None:
             runtime_info(self.target)
+
+    def fallback_tolerances(self) -> Tolerances:
+        """The parity limits auto-fallback stops at: the fields given, `mdx check`'s defaults for the rest."""
+        given = {name.removeprefix("fallback_"): getattr(self, name) for name in FALLBACK_TOLERANCES
+                 if getattr(self, name) is not None}
+        try:
+            return Tolerances(**given)
+        except UsageError as exc:
+            raise ConfigError(f"--auto-fallback: {exc}") from None
 
     @property
     def planned(self) -> tuple[Quantization, ...]:
@@ -378,7 +403,8 @@ def convert(source: Path, config: ConvertConfig, *, on_log: Log | None = None) -
     check_classifier(model, src.model, src.preprocessing.size, src.labels)
     context = None
     if calibration is not None:
-        context = prepare(model, calibration, bias_correction=config.bias_correction, validation=validation)
+        context = prepare(model, calibration, bias_correction=config.bias_correction, validation=validation,
+                          tolerances=config.fallback_tolerances())
     built: list[_Built] = []
     for variant in config.planned:  # fp32 first: auto-fallback checks the int8 candidates against it
         built.append(_build(model, variant, src, config, calibration, context, on_log))

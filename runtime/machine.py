@@ -22,9 +22,10 @@ def cpu_model() -> str:
 
 
 # The instruction-set extensions that decide which XNNPACK kernels run, and so whether int8 beats fp32:
-# VNNI (x86) and dot-product / i8mm (ARM) are int8 multiply-accumulate instructions.
-KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "neon", "asimd", "asimddp", "i8mm",
-                "sve")
+# VNNI (x86) and dot-product / i8mm (ARM) are int8 multiply-accumulate instructions; AVX512-BF16 and AMX-BF16
+# decide whether bfloat16 training is native or emulated (benchmarks/train_step_profile.py).
+KERNEL_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16", "amx_bf16", "neon",
+                "asimd", "asimddp", "i8mm", "sve")
 
 
 def cpu_flags() -> list[str]:

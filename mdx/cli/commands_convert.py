@@ -75,6 +75,18 @@ def convert_command(
             help="With --int8: keep the layers int8 hurts most in float until parity holds on the run's validation split.",
         ),
     ] = False,
+    fallback_min_agreement: Annotated[
+        float | None,
+        typer.Option(help="With --auto-fallback: the agreement with FP32 to reach (unset: 0.98, as mdx check)."),
+    ] = None,
+    fallback_max_acc_drop: Annotated[
+        float | None,
+        typer.Option(help="With --auto-fallback: the accuracy drop allowed, in points (unset: 1.0, as mdx check)."),
+    ] = None,
+    fallback_max_auc_drop: Annotated[
+        float | None,
+        typer.Option(help="With --auto-fallback: the AUC drop allowed (unset: 0.01, as mdx check)."),
+    ] = None,
 ) -> None:
     """Convert a trained model to .tflite variants: fp32 (always), fp16, dynamic, int8, int8-fallback."""
     from mdx.convert.convert import ConvertConfig, convert
@@ -104,6 +116,9 @@ def convert_command(
         overwrite=overwrite,
         bias_correction=bias_correction,
         auto_fallback=auto_fallback,
+        fallback_min_agreement=fallback_min_agreement,
+        fallback_max_acc_drop_pt=fallback_max_acc_drop,
+        fallback_max_auc_drop=fallback_max_auc_drop,
     )
     with console.status("converting (TensorFlow)…"):
         result = convert(source, config, on_log=log)

@@ -8,7 +8,6 @@ class. The debugger must rank that layer worst, and keeping it in float must res
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -70,20 +69,13 @@ def tiny(tmp_path_factory, xray_subset) -> SimpleNamespace:
 
 
 @pytest.fixture(scope="module")
-def converted(tiny, monkeypatch_module) -> Path:
-    from mdx.convert import calibrated
-
-    monkeypatch_module.setattr(calibrated, "auto_fallback", functools.partial(calibrated.auto_fallback, tolerances=LOOSE))
+def converted(tiny) -> Path:
     lines: list[str] = []
-    convert(tiny.run, ConvertConfig(variants=("int8",), calibration_count=16, auto_fallback=True), on_log=lines.append)
+    config = ConvertConfig(variants=("int8",), calibration_count=16, auto_fallback=True,
+                           fallback_min_agreement=LOOSE.min_agreement, fallback_max_acc_drop_pt=LOOSE.max_acc_drop_pt,
+                           fallback_max_auc_drop=LOOSE.max_auc_drop)
+    convert(tiny.run, config, on_log=lines.append)
     return tiny.run / "convert"
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    patch = pytest.MonkeyPatch()
-    yield patch
-    patch.undo()
 
 
 def test_auto_fallback_broken_layer_is_kept_float_and_recorded_with_its_cost(converted):
@@ -96,6 +88,7 @@ def test_auto_fallback_broken_layer_is_kept_float_and_recorded_with_its_cost(con
     assert fallback["ranking"][0]["tensor"] == fallback["float_layers"][0]  # ranked worst by the debugger
     assert fallback["validation"]["n"] == 16 and fallback["validation"]["seed"] == 0
     assert fallback["validation"]["threshold"] == 0.45  # the train record's
+    assert fallback["tolerances"]["min_agreement"] == LOOSE.min_agreement  # the config's, not mdx check's 0.98
     assert any("kept in float" in s for s in record["bias_correction"]["skipped"])
 
 
@@ -146,6 +139,21 @@ def test_auto_fallback_decides_parity_at_the_runs_threshold(tiny):
 def test_convert_config_auto_fallback_without_int8_raises_config_error():
     with pytest.raises(ConfigError, match=r"--auto-fallback keeps layers of the int8 variant in float; add --int8"):
         ConvertConfig(variants=("int8-fallback",), auto_fallback=True)
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    ({"fallback_min_agreement": 0.99}, r"^--fallback-min-agreement set where --auto-fallback stops; add --auto-fallback"),
+    ({"auto_fallback": True, "fallback_max_auc_drop": 2.0}, r"^--auto-fallback: tolerances max_auc_drop=2.0"),
+    ({"auto_fallback": True, "fallback_max_acc_drop_pt": -1}, r"^--auto-fallback: tolerance max_acc_drop_pt=-1 is invalid"),
+])
+def test_convert_config_fallback_tolerances_are_checked(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        ConvertConfig(variants=("int8",), **settings)
+
+
+def test_convert_config_fallback_tolerances_default_to_mdx_checks():
+    config = ConvertConfig(variants=("int8",), auto_fallback=True, fallback_min_agreement=0.99)
+    assert config.fallback_tolerances() == Tolerances(min_agreement=0.99)
 
 
 def test_convert_auto_fallback_on_model_file_raises_config_error(tiny, tmp_path):

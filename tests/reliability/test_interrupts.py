@@ -67,7 +67,8 @@ def _start(args: list[object], cwd: Path, env: dict[str, str], *, sigint_ignored
     """`mdx ARGS` via the shim, in its own process, with stdout and stderr piped."""
     return subprocess.Popen([sys.executable, "-c", SHIM, *map(str, args)], cwd=cwd, env={**os.environ, **env},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=_dispositions(sigint_ignored=sigint_ignored))
+                            # no other Popen argument sets a signal disposition; the preexec only calls signal()
+                            preexec_fn=_dispositions(sigint_ignored=sigint_ignored))  # noqa: PLW1509
 
 
 def _run_and_signal(args: list[object], sig: signal.Signals, cwd: Path, *, ready: str, env: dict[str, str],
@@ -218,7 +219,7 @@ def test_python_m_runtime_bench_sigterm_exits_130_no_json(tmp_path: Path) -> Non
     target = tmp_path / "bench.json"
     process = subprocess.Popen([sys.executable, "-m", "runtime", "bench", str(golden()), "--min-seconds", "600",
                                 "--json", str(target)], cwd=REPO, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=_dispositions())
+                               preexec_fn=_dispositions())  # noqa: PLW1509 - as in _start
     _wait_for_sigterm_handler(process.pid)
     time.sleep(1.0)  # past the probe, into the timing loop
     process.send_signal(signal.SIGTERM)
