@@ -10,7 +10,8 @@ split manifest (where a recipe is chosen) and on its test split (what is reporte
 - `seed=S`: the default count drawn with another seed (how much of a difference is the draw);
 - `balanced=N`: N training images per class, equal counts (a symlinked folder of the manifest's train rows);
 - `fallback`: `--auto-fallback` stopping at this gate, not at `mdx check`'s looser defaults (which ops it
-  keeps in float, what that costs in bytes and latency).
+  keeps in float, what that costs in bytes and latency);
+- `qat` / `qat=E`: `--qat` (quantization-aware fine-tuning, mdx.quantize.qat) for E epochs (default 3).
 
 The chosen recipe is the first in the order given that holds the gate on validation.
 
@@ -34,7 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ISSUE_4_GATE, context, load_test_split, run_files, save
 
-DEFAULT_CANDIDATES = "default,seed=1,count=500,balanced=100,fallback"
+DEFAULT_CANDIDATES = "default,seed=1,count=500,balanced=100,fallback,qat"
 N_BOOT = 1000
 
 
@@ -124,14 +125,19 @@ def convert_candidate(run: Path, name: str, files: dict[str, Any], work: Path,
         settings.update(auto_fallback=True, fallback_min_agreement=ISSUE_4_GATE["min_agreement"],
                         fallback_max_acc_drop_pt=ISSUE_4_GATE["max_acc_drop_pt"],
                         fallback_max_auc_drop=ISSUE_4_GATE["max_auc_drop"])
+    elif kind == "qat":
+        settings.update(qat=True, qat_epochs=int(value) if value else None)
     elif kind != "default":
-        raise SystemExit(f"error: unknown candidate {name!r}; expected default, count=N, seed=S, balanced=N or fallback")
+        raise SystemExit(f"error: unknown candidate {name!r}; expected default, count=N, seed=S, balanced=N, fallback "
+                         "or qat[=EPOCHS]")
     result = convert(run, ConvertConfig(**settings), on_log=log)["int8"]
     record = json.loads((result.model_path.parent / "record.json").read_text(encoding="utf-8"))
     facts = {"bytes": result.model_path.stat().st_size, "calibration": record.get("calibration")}
     fallback = (record.get("quantization") or {}).get("auto_fallback") or record.get("auto_fallback")
     if fallback:
         facts["auto_fallback"] = fallback
+    if record.get("qat"):
+        facts["qat"] = record["qat"]
     return result.model_path, facts
 
 

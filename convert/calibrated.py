@@ -23,6 +23,7 @@ from mdx.quantize.auto_fallback import Validation, auto_fallback
 from mdx.quantize.bias_correction import BiasPlan, apply_bias_correction, plan_bias_correction
 from mdx.quantize.calibration import CalibrationSet
 from mdx.quantize.output_offset import correct_output_offset, keras_logits
+from mdx.quantize.qat import QatConfig, QatResult
 from mdx.quantize.recipes import DEFAULT_INT8_IO
 from mdx.records import read_record
 from mdx.runtime.parity import Tolerances
@@ -41,6 +42,8 @@ class Int8Context:
     validation: Validation | None
     fp32: bytes | None = None
     tolerances: Tolerances = dataclasses.field(default_factory=Tolerances)  # where auto-fallback stops
+    qat: QatResult | None = None  # the fake-quantized model the int8 variant converts, with --qat
+    qat_config: QatConfig | None = None
 
 
 def prepare(model: Any, calibration: CalibrationSet, *, bias_correction: bool, validation: Validation | None,
@@ -94,6 +97,33 @@ def load_validation(src: Source) -> Validation:
                       src.threshold)
 
 
+def load_manifest_split(src: Source, split: str, why: str) -> tuple[np.ndarray, np.ndarray]:
+    """One split of the run's split manifest (each file checked against its sha256): uint8 pixels, labels.
+
+    Raises:
+        ConfigError: the source is a model file, which has no run and so no split.
+        ArtifactError: the run has no split manifest (trained before manifests existed).
+    """
+    from mdx.runtime.images import load_files
+    from mdx.runtime.manifest import MANIFEST_NAME, read_manifest, split_files
+
+    if src.run is None or src.parent_record is None:
+        raise ConfigError(f"{why} uses the run's {split} split, but {src.model} is a model file; "
+                          "pass the run folder (RUN/train/record.json) instead")
+    record = read_record(src.parent_record.parent)
+    data = record.get("data") or {}
+    folder = Path(data.get("root") or (record.get("config") or {}).get("data_dir") or ".")
+    if not folder.is_absolute() and (src.run / folder).exists():
+        folder = src.run / folder
+    manifest = src.parent_record.parent / str(data.get("manifest") or MANIFEST_NAME)
+    if not manifest.is_file():
+        raise ArtifactError(f"{why} reads the run's split from {manifest}, which is missing; retrain the run "
+                            "with this mdx (it writes the manifest)")
+    files, labels = split_files(read_manifest(manifest, folder), split, folder, src.labels)
+    images = load_files(files, labels, src.labels, src.preprocessing.size, where=str(manifest))
+    return images.images, images.labels
+
+
 def build_calibrated(
     model: Any,
     variant: Quantization,
@@ -110,6 +140,9 @@ def build_calibrated(
         ParityError: auto-fallback found no model that passes parity on validation.
     """
     extra: dict[str, Any] = {"bias_correction": None}
+    if variant is Quantization.INT8 and context.qat is not None:  # ranges from the fine-tuned fake quantizers
+        extra["qat"] = {**(context.qat_config.to_dict() if context.qat_config else {}), **context.qat.to_dict()}
+        return to_tflite(context.qat.model, variant, io, calibration.representative_dataset()), extra
     if variant is Quantization.INT8 and context.validation is not None:
         if context.fp32 is None:
             raise ArtifactError("auto-fallback needs the FP32 model first; this is a bug in mdx.convert")

@@ -17,7 +17,7 @@ import numpy as np
 
 from mdx import __version__
 from mdx.config import ConfigBase, require
-from mdx.convert.calibrated import Int8Context, build_calibrated, load_validation, prepare
+from mdx.convert.calibrated import Int8Context, build_calibrated, load_manifest_split, load_validation, prepare
 from mdx.convert.compat import compatibility_report, problems_for, runtime_info
 from mdx.convert.flatbuffer import TfliteFacts, read_tflite
 from mdx.convert.keras_converter import tflite_bytes
@@ -25,8 +25,9 @@ from mdx.convert.metadata import embed_metadata
 from mdx.convert.source import Source, resolve_source
 from mdx.errors import ArtifactError, CompatibilityError, ConfigError
 from mdx.quantize.calibration import DEFAULT_COUNT, CalibrationConfig, CalibrationSet, sample_calibration
+from mdx.quantize.qat import QatConfig, fine_tune_quantized
 from mdx.quantize.recipes import INT8_IO, NEEDS_CALIBRATION, RepresentativeDataset, recipe_for
-from mdx.records import staged_dir, write_record
+from mdx.records import read_record, staged_dir, write_record
 from mdx.runtime.errors import UsageError
 from mdx.runtime.files import atomic_write_bytes, atomic_write_text
 from mdx.runtime.parity import Tolerances
@@ -75,6 +76,9 @@ class ConvertConfig(ConfigBase):
     fallback_min_agreement: float | None = None
     fallback_max_acc_drop_pt: float | None = None
     fallback_max_auc_drop: float | None = None
+    # quantization-aware fine-tuning (mdx.quantize.qat) of the int8 variant on the run's training split
+    qat: bool = False
+    qat_epochs: int | None = None
 
     def __post_init__(self) -> None:
         require(isinstance(self.variants, (tuple, list)), f"variants {self.variants!r} must be a list of variant names")
@@ -120,6 +124,13 @@ class ConvertConfig(ConfigBase):
             "add --auto-fallback or drop them",
         )
         self.fallback_tolerances()  # validates them
+        require(isinstance(self.qat, bool), f"qat {self.qat!r} must be true or false")
+        require(not self.qat or Quantization.INT8 in variants,
+                "--qat fine-tunes the int8 variant; add --int8 or drop --qat")
+        require(not (self.qat and self.auto_fallback),
+                "--qat and --auto-fallback are two routes to int8 parity; pass one (quantize/README.md compares them)")
+        require(self.qat or self.qat_epochs is None, "--qat-epochs sets how long --qat fine-tunes; add --qat or drop it")
+        self.qat_config()  # validates qat_epochs
         if self.target is not None:
             runtime_info(self.target)
 
@@ -131,6 +142,9 @@ class ConvertConfig(ConfigBase):
             return Tolerances(**given)
         except UsageError as exc:
             raise ConfigError(f"--auto-fallback: {exc}") from None
+
+    def qat_config(self) -> QatConfig:
+        return QatConfig() if self.qat_epochs is None else QatConfig(epochs=self.qat_epochs)
 
     @property
     def planned(self) -> tuple[Quantization, ...]:
@@ -210,6 +224,17 @@ class ConvertResult:
                 for r in self.variants
             ],
         }
+
+
+def _run_augmentation(src: Source) -> Any:
+    """The augmentation the run trained with (quantization-aware fine-tuning augments as training did)."""
+    from mdx.train.config import TrainConfig
+
+    record = read_record(src.parent_record.parent) if src.parent_record is not None else {}
+    try:
+        return TrainConfig.from_record(record.get("config") or {}).augmentation
+    except ConfigError:  # a record of an older mdx with keys this one no longer knows: fine-tune unaugmented
+        return None
 
 
 def _human(size: int) -> str:
@@ -399,12 +424,18 @@ def convert(source: Path, config: ConvertConfig, *, on_log: Log | None = None) -
             if on_log is not None:
                 on_log(f"warning: skipped calibration image {reason}")
     validation = load_validation(src) if config.auto_fallback else None  # refuses a model file before the slow part
+    qat_splits = [load_manifest_split(src, split, "--qat") for split in ("train", "val")] if config.qat else None
     model = _load_keras(src.model)
     check_classifier(model, src.model, src.preprocessing.size, src.labels)
     context = None
     if calibration is not None:
-        context = prepare(model, calibration, bias_correction=config.bias_correction, validation=validation,
-                          tolerances=config.fallback_tolerances())
+        # bias correction is a post-training fix; quantization-aware fine-tuning learns its own biases
+        context = prepare(model, calibration, bias_correction=config.bias_correction and not config.qat,
+                          validation=validation, tolerances=config.fallback_tolerances())
+        if qat_splits is not None:
+            context.qat_config = config.qat_config()
+            context.qat = fine_tune_quantized(model, qat_splits[0][0], qat_splits[1][0], src.preprocessing,
+                                              context.qat_config, _run_augmentation(src), on_log)
     built: list[_Built] = []
     for variant in config.planned:  # fp32 first: auto-fallback checks the int8 candidates against it
         built.append(_build(model, variant, src, config, calibration, context, on_log))

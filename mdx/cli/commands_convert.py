@@ -87,6 +87,12 @@ def convert_command(
         float | None,
         typer.Option(help="With --auto-fallback: the AUC drop allowed (unset: 0.01, as mdx check)."),
     ] = None,
+    qat: Annotated[
+        bool,
+        typer.Option("--qat", help="With --int8: fine-tune the quantized model on the run's training split to agree "
+                                   "with FP32 (quantization-aware, tfmot); minutes of training."),
+    ] = False,
+    qat_epochs: Annotated[int | None, typer.Option(help="With --qat: fine-tuning epochs (unset: 3).")] = None,
 ) -> None:
     """Convert a trained model to .tflite variants: fp32 (always), fp16, dynamic, int8, int8-fallback."""
     from mdx.convert.convert import ConvertConfig, convert
@@ -119,6 +125,8 @@ def convert_command(
         fallback_min_agreement=fallback_min_agreement,
         fallback_max_acc_drop_pt=fallback_max_acc_drop,
         fallback_max_auc_drop=fallback_max_auc_drop,
+        qat=qat,
+        qat_epochs=qat_epochs,
     )
     with console.status("converting (TensorFlow)…"):
         result = convert(source, config, on_log=log)
