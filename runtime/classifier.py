@@ -18,6 +18,7 @@ Pass `outputs="probabilities"` or `outputs="logits"` to state it instead of infe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from .errors import InputDataError, ModelLoadError, UsageError
 from .interpreter import RuntimeInfo, load_interpreter
+from .preprocess import Preprocessing
 
 OUTPUT_KINDS = ("auto", "probabilities", "logits")
 _QUANTIZED = (np.dtype(np.int8), np.dtype(np.uint8))
@@ -32,11 +34,55 @@ _SUPPORTED = (np.dtype(np.float32),) + _QUANTIZED
 
 
 def quantize(values: np.ndarray, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray:
-    """float -> int8/uint8 as TFLite's reference QUANTIZE does: round(x / scale) half away from zero, + zero point, clamp."""
+    """float -> int8/uint8 as TFLite's reference QUANTIZE does: round(x / scale) half away from zero, + zero point, clamp.
+
+    Two float32 temporaries, worked on in place (the plain formula made five): copysign(floor(|x| + 0.5), x)
+    is sign(x) * floor(|x| + 0.5) but for the sign of a zero, which adding the zero point and the cast drop.
+    """
     info = np.iinfo(dtype)
     scaled = np.asarray(values, dtype=np.float32) / np.float32(scale)
-    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))
-    return np.clip(rounded + zero_point, info.min, info.max).astype(dtype)
+    if np.ndim(scaled) == 0:  # a scalar: nothing to work on in place
+        return np.clip(np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5)) + zero_point,
+                       info.min, info.max).astype(dtype)
+    rounded = np.abs(scaled)
+    rounded += np.float32(0.5)
+    np.floor(rounded, out=rounded)
+    np.copysign(rounded, scaled, out=rounded)
+    del scaled
+    rounded += np.float32(zero_point)
+    np.clip(rounded, info.min, info.max, out=rounded)
+    return rounded.astype(dtype)
+
+
+def pixel_table(preprocessing: Preprocessing, scale: float, zero_point: int, dtype: np.dtype) -> np.ndarray | None:
+    """(256, 3) table: entry [v, c] is what pixel value v of channel c becomes in a quantized input tensor.
+
+    It is `quantize(preprocessing.normalize(v), scale, zero_point, dtype)` computed once per value: both are
+    element-wise, so looking pixels up in it gives the same integers as normalizing and quantizing them.
+    None when a normalized value is not finite (a std too small for float32): the float path refuses those.
+    """
+    levels = np.repeat(np.arange(256, dtype=np.uint8)[:, None], 3, axis=1)
+    normalized = preprocessing.normalize(levels)
+    if not np.isfinite(normalized).all():
+        return None
+    return quantize(normalized, scale, zero_point, dtype)
+
+
+def encode_pixels(table: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels (..., 3) -> quantized input values by a `pixel_table` lookup (one read of the pixels).
+
+    Raises:
+        InputDataError: the pixels are not uint8 RGB.
+    """
+    pixels = np.asarray(pixels)
+    if pixels.dtype != np.uint8 or pixels.ndim < 1 or pixels.shape[-1] != table.shape[1]:
+        raise InputDataError(f"pixels are {pixels.dtype} {pixels.shape}; expected uint8 RGB (..., {table.shape[1]})")
+    if (table == table[:, :1]).all():  # one mean and std for every channel: one table
+        return table[:, 0][pixels]
+    out = np.empty(pixels.shape, dtype=table.dtype)
+    for channel in range(table.shape[1]):
+        out[..., channel] = table[:, channel][pixels[..., channel]]
+    return out
 
 
 def dequantize(values: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
@@ -180,18 +226,44 @@ class TfliteClassifier:
         """
         return self.to_probabilities(self.predict_raw(inputs))
 
-    def predict_raw(self, inputs: np.ndarray) -> np.ndarray:
+    def predict_raw(self, inputs: np.ndarray, *, encoded: bool = False) -> np.ndarray:
         """The model's outputs (N, columns) as float32, dequantized but not turned into probabilities.
 
         Callers splitting one data set over several classifiers join these and call
         `to_probabilities` once, so the softmax rule is decided once for the whole set.
 
+        `encoded`: `inputs` already hold the input tensor's values, as the `pixel_encoder` makes them
+        (int8/uint8 for a quantized input); they are fed as they are.
+
         Raises:
             InputDataError: as `predict_proba`.
         """
-        array = self._checked(inputs)
+        array = self._checked_encoded(inputs) if encoded else self._checked(inputs)
         step = self.batch_size if self._resizable else 1
-        return np.concatenate([self._run(array[i : i + step]) for i in range(0, len(array), step)])
+        return np.concatenate([self._run(array[i : i + step], encoded) for i in range(0, len(array), step)])
+
+    def pixel_encoder(self, preprocessing: Preprocessing) -> Callable[[np.ndarray], np.ndarray] | None:
+        """uint8 pixels (N, H, W, 3) -> this model's quantized input values, for `predict_raw(..., encoded=True)`.
+
+        A lookup in a `pixel_table`: the same integers as `quantize(preprocessing.normalize(pixels))`
+        without the float32 array (4 bytes a pixel) or its passes. None for a float32 input, or when
+        the table cannot be made: then normalize and call `predict_raw` on the floats.
+        """
+        if self.input_dtype not in _QUANTIZED:
+            return None
+        table = pixel_table(preprocessing, *self.input_quantization, self.input_dtype)
+        if table is None:
+            return None
+        return lambda pixels: encode_pixels(table, pixels)
+
+    def _checked_encoded(self, inputs: np.ndarray) -> np.ndarray:
+        array = np.asarray(inputs)
+        expected = "(N, {}, {}, {})".format(*self.input_shape)
+        if array.ndim != 4 or tuple(array.shape[1:]) != self.input_shape or array.shape[0] == 0:
+            raise InputDataError(f"encoded input shape {tuple(array.shape)} does not match the model's input {expected}")
+        if array.dtype != self.input_dtype:
+            raise InputDataError(f"encoded inputs are {array.dtype}; this model's input tensor is {self.input_dtype}")
+        return array
 
     def _checked(self, inputs: np.ndarray) -> np.ndarray:
         array = np.asarray(inputs)
@@ -210,13 +282,13 @@ class TfliteClassifier:
             raise InputDataError("inputs contain NaN or infinite values; check the preprocessing")
         return array
 
-    def _run(self, chunk: np.ndarray) -> np.ndarray:
+    def _run(self, chunk: np.ndarray, encoded: bool = False) -> np.ndarray:
         """One invoke on `chunk` (resizing the batch dimension when needed); float32 outputs."""
         if len(chunk) != self._batch:
             self.interpreter.resize_tensor_input(self._input["index"], [len(chunk), *self.input_shape], strict=True)
             self.interpreter.allocate_tensors()
             self._batch = len(chunk)
-        if self.input_dtype in _QUANTIZED:
+        if self.input_dtype in _QUANTIZED and not encoded:
             chunk = quantize(chunk, *self.input_quantization, self.input_dtype)
         self.interpreter.set_tensor(self._input["index"], chunk)
         self.interpreter.invoke()

@@ -25,7 +25,10 @@ from .errors import InputDataError, UsageError
 
 SCALARS = ("accuracy", "precision", "sensitivity", "specificity", "f1", "auc")
 PER_CLASS = ("precision", "sensitivity", "specificity", "f1", "auc")
-_MAX_BOOT_CELLS = 4_000_000  # resample weights are built in chunks of at most this many cells
+# Resample weights are built in chunks of at most this many cells. About ten float64 arrays of a chunk's
+# size are alive at once (draws, counts, weights, the AUC's reordered copies): 1M cells peak near 80 MB
+# (4M peaked at 250 MB from 6,240 samples on) and run no slower. The draws do not depend on the chunking.
+_MAX_BOOT_CELLS = 1_000_000
 
 
 def _as_binary(labels: Any, scores: Any) -> tuple[np.ndarray, np.ndarray]:

@@ -37,7 +37,12 @@ class Preprocessing:
         """uint8 (N, H, W, 3) or (H, W, 3) pixels -> float32 model input."""
         mean = np.asarray(self.mean, dtype=np.float32)
         std = np.asarray(self.std, dtype=np.float32)
-        return (images.astype(np.float32) - mean) / std
+        out = np.array(images, dtype=np.float32)  # a copy: subtracted from and divided in place
+        if out.ndim == 0 or out.shape[-1] != mean.shape[0]:  # broadcasting would change the shape
+            return (out - mean) / std
+        out -= mean
+        out /= std
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, "mean": list(self.mean), "std": list(self.std)}

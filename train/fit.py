@@ -37,7 +37,7 @@ from mdx.train.checkpoint import (
     finish_phase,
     run_key,
 )
-from mdx.train.config import TrainConfig
+from mdx.train.config import FINETUNE_EPOCHS, TrainConfig, finetune_epochs
 from mdx.train.data import class_weights, load_splits, manifest_rows
 from mdx.train.keras_shim import keras, tf
 from mdx.train.model import build_backbone, build_classifier, preprocessing_for, unfreeze_top_blocks
@@ -243,11 +243,16 @@ def train(
                                     preprocessing=preprocessing)
         weights = class_weights(splits.train.labels, n_classes) if config.class_weights else None
         steps = int(np.ceil(len(splits.train) / batch))
-        total = config.epochs_frozen + config.epochs_finetune
+        epochs_finetune = finetune_epochs(config, steps)
+        if config.epochs_finetune is None and epochs_finetune != FINETUNE_EPOCHS:
+            log(f"train: {len(splits.train)} training images make {steps} steps an epoch: fine-tuning for "
+                f"{epochs_finetune} epochs instead of {FINETUNE_EPOCHS} to reach min_finetune_steps="
+                f"{config.min_finetune_steps}")
+        total = config.epochs_frozen + epochs_finetune
         saved = _resume_point(checkpoints, strategy, log, total) if resume else None
         history: dict[str, list[float]] = {k: list(v) for k, v in saved.history.items()} if saved else {}
         phases = [(config.epochs_frozen, config.lr_frozen, None, 0),
-                  (config.epochs_finetune, _learning_rate(config, config.epochs_finetune, steps), config.finetune_blocks,
+                  (epochs_finetune, _learning_rate(config, epochs_finetune, steps), config.finetune_blocks,
                    config.average_epochs)]
         done = len(history.get("loss", []))
         draws = 0
@@ -332,6 +337,9 @@ def train(
                     "split_from": str(split_manifest) if split_manifest else None,
                 },
                 "epochs_run": done,
+                # phase 2's planned epochs after the step budget (config.min_finetune_steps), and its steps
+                "schedule": {"epochs_frozen": config.epochs_frozen, "epochs_finetune": epochs_finetune,
+                             "steps_per_epoch": steps},
                 # None: trained from the first epoch; N: continued (--resume) after epoch N of an interrupted run
                 "resumed_from_epoch": saved.epoch if saved else None,
                 "replicas": strategy.num_replicas_in_sync,

@@ -63,6 +63,22 @@ def test_train_without_early_stopping_runs_every_epoch_with_the_cosine_schedule_
     assert "train: kept the mean of the weights of epochs 3-4" in lines
 
 
+def test_step_budget_adds_fine_tuning_epochs_to_a_small_split_and_records_them(tmp_path: Path, xray_subset) -> None:
+    from mdx.train.fit import train
+
+    lines: list[str] = []
+    # 12 training images at batch 8 are 2 steps an epoch: an 8-step budget needs 4 fine-tuning epochs, not 3,
+    # and the weight average counts back from the phase's new end
+    config = TrainConfig(**{**TINY, "weights": "bundled", "alpha": 1.0, "epochs_finetune": None, "min_finetune_steps": 8,
+                            "patience": 0, "average_epochs": 2, "bootstrap": 0})
+    train(xray_subset(8), config, tmp_path / "train", log=lines.append)
+    record = read_record(tmp_path / "train")
+    assert record["schedule"] == {"epochs_frozen": 1, "epochs_finetune": 4, "steps_per_epoch": 2}
+    assert record["epochs_run"] == 5 and record["config"]["epochs_finetune"] is None
+    assert any("fine-tuning for 4 epochs instead of 3 to reach min_finetune_steps=8" in line for line in lines)
+    assert "train: kept the mean of the weights of epochs 4-5" in lines
+
+
 def test_weight_average_keeps_the_mean_of_the_last_epochs_weights() -> None:
     from mdx.train.keras_shim import keras
     from mdx.train.weight_average import WeightAverage

@@ -6,8 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mdx.runtime.classifier import TfliteClassifier, dequantize, quantize, softmax, to_probabilities
+from mdx.runtime.classifier import (
+    TfliteClassifier,
+    dequantize,
+    encode_pixels,
+    pixel_table,
+    quantize,
+    softmax,
+    to_probabilities,
+)
 from mdx.runtime.errors import InputDataError, UsageError
+from mdx.runtime.model_info import load_model_info
+from mdx.runtime.preprocess import PRESETS, Preprocessing
 
 MODELS = ("binary_fp32", "binary_logits", "binary_int8", "binary_uint8", "binary_swapped", "three_fp32", "three_int8")
 
@@ -57,6 +67,79 @@ def test_quantize_rounds_half_away_from_zero_and_clamps() -> None:
     values = np.array([0.5, 1.5, -0.5, -1.5, 0.49, 1000.0, -1000.0], dtype=np.float32)
     np.testing.assert_array_equal(quantize(values, 1.0, 0, np.int8), [1, 2, -1, -2, 0, 127, -128])
     np.testing.assert_array_equal(quantize(np.array([0.0, 1.0]), 0.5, 10, np.uint8), [10, 12])
+
+
+def _quantize_reference(values: np.ndarray, scale: float, zero_point: int, dtype) -> np.ndarray:
+    """The textbook form: sign(x) * floor(|x| + 0.5), + zero point, clamp."""
+    info = np.iinfo(dtype)
+    scaled = np.asarray(values, dtype=np.float32) / np.float32(scale)
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))
+    return np.clip(rounded + zero_point, info.min, info.max).astype(dtype)
+
+
+@pytest.mark.parametrize(("scale", "zero_point", "dtype"), [(1.0, 0, np.int8), (0.0078125, -1, np.int8),
+                                                            (0.02, 5, np.int8), (1 / 255, 0, np.uint8)])
+def test_quantize_equals_sign_floor_reference_bit_for_bit(scale, zero_point, dtype) -> None:
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 2, 10_000), np.arange(-300, 300) * 0.5 * scale, [0.0, -0.0, 1e9, -1e9]])
+    np.testing.assert_array_equal(quantize(values, scale, zero_point, dtype),
+                                  _quantize_reference(values, scale, zero_point, dtype))
+    assert quantize(values.reshape(-1, 4), scale, zero_point, dtype).shape == (len(values) // 4, 4)
+    assert quantize(np.float32(3 * scale), scale, zero_point, dtype) == _quantize_reference(3 * scale, scale, zero_point, dtype)
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize(("scale", "zero_point", "dtype"), [(0.0078125, -1, np.int8), (0.0186, 14, np.int8),
+                                                            (1 / 255, 0, np.uint8), (0.0161, 117, np.uint8)])
+def test_pixel_table_lookup_equals_normalize_then_quantize(preset, scale, zero_point, dtype) -> None:
+    preprocessing = Preprocessing(size=16, mean=PRESETS[preset][0], std=PRESETS[preset][1])
+    pixels = np.random.default_rng(1).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    pixels[0, 0, :, :] = np.arange(16, dtype=np.uint8)[:, None] * 17  # 0 and 255 included
+    table = pixel_table(preprocessing, scale, zero_point, dtype)
+    encoded = encode_pixels(table, pixels)
+    assert encoded.dtype == np.dtype(dtype) and encoded.shape == pixels.shape
+    np.testing.assert_array_equal(encoded, quantize(preprocessing.normalize(pixels), scale, zero_point, dtype))
+
+
+def test_normalize_equals_subtract_then_divide_bit_for_bit() -> None:
+    pixels = np.random.default_rng(2).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    for mean, std in PRESETS.values():
+        out = Preprocessing(size=16, mean=mean, std=std).normalize(pixels)
+        expected = (pixels.astype(np.float32) - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out.view(np.uint32), expected.view(np.uint32))
+    assert pixels.dtype == np.uint8  # the input is not touched
+
+
+def test_encode_pixels_refuses_float_or_wrong_channels() -> None:
+    table = pixel_table(Preprocessing(size=16), 0.0078125, -1, np.int8)
+    with pytest.raises(InputDataError, match=r"expected uint8 RGB"):
+        encode_pixels(table, np.zeros((1, 4, 4, 3), np.float32))
+    with pytest.raises(InputDataError, match=r"expected uint8 RGB"):
+        encode_pixels(table, np.zeros((1, 4, 4, 1), np.uint8))
+
+
+@pytest.mark.parametrize("name", ("binary_int8", "binary_uint8", "three_int8"))
+def test_pixel_encoder_outputs_equal_float_path(model_path, name: str) -> None:
+    classifier = TfliteClassifier(model_path(name))
+    preprocessing = load_model_info(model_path(name)).preprocessing
+    pixels = np.random.default_rng(3).integers(0, 256, (11, *classifier.input_shape), dtype=np.uint8)
+    encode = classifier.pixel_encoder(preprocessing)
+    assert encode is not None
+    encoded = encode(pixels)
+    assert encoded.dtype == classifier.input_dtype
+    np.testing.assert_array_equal(classifier.predict_raw(encoded, encoded=True),
+                                  classifier.predict_raw(preprocessing.normalize(pixels)))
+
+
+def test_pixel_encoder_none_for_float_input_and_encoded_dtype_checked(model_path) -> None:
+    preprocessing = load_model_info(model_path("binary_fp32")).preprocessing
+    assert TfliteClassifier(model_path("binary_fp32")).pixel_encoder(preprocessing) is None
+    classifier = TfliteClassifier(model_path("binary_int8"))
+    with pytest.raises(InputDataError, match=r"encoded inputs are float32; this model's input tensor is int8"):
+        classifier.predict_raw(np.zeros((1, *classifier.input_shape), np.float32), encoded=True)
+    with pytest.raises(InputDataError, match=r"encoded input shape \(1, 3, 3, 3\) does not match"):
+        classifier.predict_raw(np.zeros((1, 3, 3, 3), np.int8), encoded=True)
 
 
 def test_dequantize_hand_values() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import mdx.runtime.metrics as metrics_module
 from mdx.runtime.errors import InputDataError, UsageError
 from mdx.runtime.metrics import classification_metrics, predict_classes, roc_auc, roc_curve, youden_threshold
 
@@ -197,3 +198,12 @@ def test_classification_metrics_bad_options_refused() -> None:
         classification_metrics(BIN_LABELS, BIN_PROBS, NAMES, n_boot=-1)
     with pytest.raises(UsageError, match=r"class_names \['only'\] must name at least 2 classes"):
         classification_metrics([0], [[1.0]], ["only"])
+
+
+def test_classification_metrics_bootstrap_same_whatever_the_chunk_of_resamples(monkeypatch) -> None:
+    rng = np.random.default_rng(4)
+    labels, scores = rng.integers(0, 2, 501), rng.random(501)
+    probs = np.stack([1 - scores, scores], axis=1)
+    whole = classification_metrics(labels, probs, NAMES, n_boot=300, seed=7)
+    monkeypatch.setattr(metrics_module, "_MAX_BOOT_CELLS", 501 * 7)  # 43 chunks of 7 resamples, a short last one
+    assert classification_metrics(labels, probs, NAMES, n_boot=300, seed=7) == whole

@@ -65,6 +65,21 @@ def test_evaluate_many_images_decodes_in_bounded_chunks(model_path, xray_folder,
     assert max(sizes) <= CHUNK_SIZE and sum(sizes) == 300
 
 
+def test_evaluate_int8_model_streams_int8_inputs(model_path, xray_folder, tmp_path, monkeypatch) -> None:
+    folder = _repeat(xray_folder, tmp_path / "many", 20)
+    seen: list[tuple[np.dtype, bool]] = []
+    real_predict_raw = TfliteClassifier.predict_raw
+
+    def recording(self, inputs, *, encoded=False):
+        seen.append((inputs.dtype, encoded))
+        return real_predict_raw(self, inputs, encoded=encoded)
+
+    monkeypatch.setattr(TfliteClassifier, "predict_raw", recording)
+    result = evaluate(model_path("binary_int8"), folder, FAST)
+    assert result.metrics["n"] == 120
+    assert set(seen) == {(np.dtype(np.int8), True)}  # pixels looked up into int8, never a float32 chunk
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_evaluate_streamed_equals_all_at_once(model_path, xray_folder, tmp_path, workers) -> None:
     folder = _repeat(xray_folder, tmp_path / "many", 30)  # 180 images: several chunks and a short last one

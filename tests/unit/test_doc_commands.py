@@ -172,7 +172,12 @@ def test_benchmark_command_in_docs_names_a_script_with_its_flags(command: DocCom
     script = REPO / command.argv[1]
     assert script.is_file(), f"{command}: no script {command.argv[1]}"
     source = script.read_text(encoding="utf-8") + (REPO / "benchmarks" / "common.py").read_text(encoding="utf-8")
-    for word in command.argv[2:]:
+    words = list(command.argv[2:])
+    if "--" in words:  # what follows a bare -- is the script's pass-through (e.g. recipe_sweep's mdx train flags)
+        passed, words = words[words.index("--") + 1:], words[:words.index("--")]
+        resolved, mdx_words, _ = resolve_mdx(("mdx", "train", "DATA", *passed))
+        assert not option_problems(resolved, mdx_words), f"{command}: {option_problems(resolved, mdx_words)}"
+    for word in words:
         if word.startswith("--"):
             flag = word.split("=", 1)[0].strip("[]")
             assert f'"{flag}"' in source or f"'{flag}'" in source, f"{command}: {command.argv[1]} has no {flag}"

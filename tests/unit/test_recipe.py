@@ -50,6 +50,12 @@ def test_recipe_file_sets_the_config_and_typed_flags_override_it(tmp_path: Path,
     assert config.augmentation.zoom == TrainConfig().augmentation.zoom  # neither file nor flag: the default
 
 
+def test_the_options_defaults_are_the_configs_defaults(tmp_path: Path, handed: list) -> None:
+    # `mdx train` with no option trains what TrainConfig() and `mdx pipeline` train: one default recipe
+    invoke(tmp_path)
+    assert handed == [TrainConfig()]
+
+
 def test_a_runs_recorded_config_is_a_recipe(tmp_path: Path, handed: list) -> None:
     stored = TrainConfig(input_size=96, finetune_blocks=8, patience=0, average_epochs=2)
     recipe = tmp_path / "config.json"

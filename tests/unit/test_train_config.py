@@ -35,6 +35,8 @@ def test_train_config_unknown_key_refused() -> None:
         ({"average_epochs": 2}, "set patience 0 \\(now 3\\)"),
         ({"average_epochs": 2, "patience": 0, "weights": "none"}, "average_epochs needs pretrained weights"),
         ({"patience": -1}, r"patience=-1 must not be negative \(0 = no early stopping\)"),
+        ({"epochs_finetune": -1}, r"epochs_finetune=-1 must be a whole number, 0 or more \(or null"),
+        ({"average_epochs": 4, "patience": 0}, "average_epochs=4 must be from 0 to epochs_finetune=3"),
     ],
 )
 def test_train_config_bad_value_refused(values: dict, message: str) -> None:
@@ -57,3 +59,25 @@ def test_augmentation_shift_out_of_range_is_refused_by_value() -> None:
 def test_augmentation_recorded_without_stretch_reads_the_default() -> None:
     # a record written before the field existed still loads (prune replays such records with stretch 0)
     assert Augmentation.from_dict({"zoom": 0.2}).stretch == Augmentation().stretch
+
+
+def test_step_budget_raises_the_fine_tuning_epochs_of_a_small_split_only() -> None:
+    from mdx.train.config import FINETUNE_EPOCHS, MAX_BUDGET_EPOCHS, finetune_epochs
+
+    config = TrainConfig()  # epochs_finetune None: from the step budget of 640
+    # 546 / 2,582 / 4,694 training images at batch 32: the small set hits the cap, the large one keeps 3
+    assert [finetune_epochs(config, steps) for steps in (18, 81, 147, 400)] == [MAX_BUDGET_EPOCHS, 8, 5, FINETUNE_EPOCHS]
+    assert finetune_epochs(TrainConfig(min_finetune_steps=0), 18) == FINETUNE_EPOCHS  # no budget
+    assert finetune_epochs(TrainConfig(epochs_finetune=1), 18) == 1  # an epoch count given is kept
+    assert finetune_epochs(TrainConfig(epochs_finetune=0), 18) == 0
+
+
+@pytest.mark.parametrize("value", [-1, 2.5, "640"])
+def test_step_budget_must_be_a_whole_number_of_steps(value) -> None:
+    with pytest.raises(ConfigError, match="min_finetune_steps=.* must be a whole number of steps"):
+        TrainConfig(min_finetune_steps=value)
+
+
+def test_an_older_record_without_a_step_budget_replays_its_epochs() -> None:
+    stored = {k: v for k, v in TrainConfig(min_finetune_steps=640).to_dict().items() if k != "min_finetune_steps"}
+    assert TrainConfig.from_record(stored).min_finetune_steps == 0
