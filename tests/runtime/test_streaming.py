@@ -128,3 +128,18 @@ def test_evaluate_split_manifest_streams_its_test_rows_only(model_path, xray_fol
     result = evaluate(model_path("binary_fp32"), manifest, EvaluateConfig(n_boot=0))
     assert result.metrics["n"] == sum(row.split == "test" for row in rows) == 3
     assert result.to_dict()["data"]["kind"] == "manifest"
+
+
+def test_the_folder_stream_lists_str_paths_in_the_order_of_the_path_listing(tmp_path) -> None:
+    """`iter_folder` lists an archive as str (no Path object per file): same files, same order, same skips."""
+    from mdx.runtime.images import class_file_texts, class_files
+
+    for name in ("b", "a"):
+        (tmp_path / name).mkdir()
+        for file in ("2.png", "10.JPG", "1.jpeg", "notes.txt", ".jpg"):
+            (tmp_path / name / file).write_bytes(b"")
+        (tmp_path / name / "folder.png").mkdir()
+    paths, labels = class_files(tmp_path, ("b", "a"))
+    texts, text_labels = class_file_texts(tmp_path, ("b", "a"))
+    assert texts == [str(p) for p in paths] and text_labels == labels
+    assert [p.rsplit("/", 2)[-2:] for p in texts[:3]] == [["b", "1.jpeg"], ["b", "10.JPG"], ["b", "2.png"]]
