@@ -143,19 +143,13 @@ def list_images(root: Path, class_names: tuple[str, ...] | None = None, *,
 
 def class_files(root: Path, classes: tuple[str, ...]) -> tuple[list[Path], list[int]]:
     """The image files of each class folder of `root` (sorted), with the class's index; no checks."""
-    paths: list[Path] = []
-    labels: list[int] = []
-    for index, name in enumerate(classes):
-        for file in sorted((Path(root) / name).iterdir()):
-            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
-                paths.append(file)
-                labels.append(index)
-    return paths, labels
+    paths, labels = class_file_texts(root, classes)
+    return [Path(p) for p in paths], labels
 
 
 def class_file_texts(root: Path, classes: tuple[str, ...]) -> tuple[list[str], list[int]]:
-    """`class_files` as str paths, read with os.scandir: a Path object costs about 360 bytes, which at
-    62,400 images was most of what `mdx evaluate`'s memory still grew by (benchmarks/evaluate_scale.py)."""
+    """`class_files` as str paths, read with os.scandir: no Path object per file (about 360 bytes each),
+    for the archives `mdx evaluate` streams (benchmarks/evaluate_scale.py)."""
     paths: list[str] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
