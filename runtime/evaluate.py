@@ -8,13 +8,13 @@ indices, or class names), optionally `class_names`.
 from __future__ import annotations
 
 import functools
-import io
 import time
+import zipfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -22,7 +22,7 @@ from .classifier import OUTPUT_KINDS, TfliteClassifier
 from .configs import JsonConfig, check_threads
 from .decision import Decision, decide
 from .errors import InputDataError, UsageError
-from .files import atomic_write_bytes, atomic_write_json, file_facts
+from .files import atomic_write, atomic_write_json, file_facts
 from .images import ImageChunk, iter_files, iter_folder
 from .interpreter import RUNTIMES, RuntimeInfo, validate_model_file
 from .machine import machine_facts
@@ -392,11 +392,30 @@ class EvaluationResult:
         target = folder / RESULT_NAME
         if target.exists() and not overwrite:
             raise UsageError(f"{target} already exists; pass --overwrite to replace it, or choose another folder")
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, probs=self.probs, labels=self.labels, paths=np.asarray(self.paths, dtype=str),
-                            class_names=np.asarray(self.model_info.labels, dtype=str))
-        atomic_write_bytes(folder / PREDICTIONS_NAME, buffer.getvalue())
+        arrays = {"probs": self.probs, "labels": self.labels,
+                  "class_names": np.asarray(self.model_info.labels, dtype=str)}
+        atomic_write(folder / PREDICTIONS_NAME, functools.partial(write_predictions, arrays=arrays, paths=self.paths))
         return atomic_write_json(target, self.to_dict())
+
+
+# paths turned into fixed-width text this many at a time: np.savez of all of them at once would hold
+# 4 bytes per character of the longest path for every image (15 MB per 62,400 60-character paths)
+_PATH_ROWS = 4096
+
+
+def write_predictions(handle: BinaryIO, arrays: dict[str, np.ndarray], paths: tuple[str, ...]) -> None:
+    """An .npz (as np.savez_compressed writes it, readable by np.load) of `arrays` plus `paths` as a
+    str array, the paths encoded a block at a time."""
+    with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        width = max((len(p) for p in paths), default=1) or 1
+        with archive.open("paths.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": np.dtype(f"<U{width}").str,
+                                                          "fortran_order": False, "shape": (len(paths),)})
+            for start in range(0, len(paths), _PATH_ROWS):
+                member.write(np.asarray(paths[start : start + _PATH_ROWS], dtype=f"<U{width}").tobytes())
 
 
 def evaluate(model_path: Path, data: Path, config: EvaluateConfig = EvaluateConfig()) -> EvaluationResult:

@@ -8,8 +8,9 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .errors import OutputError
 
@@ -58,10 +59,19 @@ def write_failure(path: Path, exc: OSError) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write to a temporary name in the same folder, fsync, then rename over `path`.
+    """Write `data` to a temporary name in the same folder, fsync, then rename over `path`.
 
     Raises:
         OutputError: the folder cannot be made or written (disk full, read-only); no temporary file is left.
+    """
+    return atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """`atomic_write_bytes` for a writer that streams into the open file (nothing held whole in memory).
+
+    Raises:
+        OutputError: as `atomic_write_bytes`.
     """
     path = Path(path)
     try:
@@ -71,7 +81,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
         raise OutputError(write_failure(path, exc)) from None
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp makes 0600 files; artifacts get the permissions an ordinary file would have
