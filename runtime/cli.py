@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .errors import RuntimeHarnessError, ToleranceError, UsageError, show_warnings_on_one_line
+from .heap import bound_heap_growth
 from .interpreter import RUNTIMES
 from .metrics import SCALARS
 from .preprocess import PRESET_HELP, PRESETS
@@ -207,6 +208,7 @@ def _write_json(path: str | None, payload: dict[str, Any]) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluate import evaluate
 
+    bound_heap_growth()
     config = _evaluate_config(args)
     probe_models(Path(args.model), runtime=config.runtime)
     result = evaluate(Path(args.model), Path(args.data), config)
@@ -227,6 +229,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_images
 
+    bound_heap_growth()
     config = _evaluate_config(args)
     probe_models(Path(args.model), runtime=config.runtime)
     result = predict_images(Path(args.model), [Path(p) for p in args.images], config, args.top).to_dict()
@@ -284,6 +287,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     tolerances = Tolerances(max_acc_drop_pt=args.max_acc_drop, max_auc_drop=args.max_auc_drop,
                             min_agreement=args.min_agreement, max_prob_diff=args.max_prob_diff)
+    bound_heap_growth()
     config = _evaluate_config(args)
     probe_models(Path(args.candidate), Path(args.reference), runtime=config.runtime)
     result = check(Path(args.candidate), Path(args.reference), Path(args.data), config, tolerances,

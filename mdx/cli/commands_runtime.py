@@ -18,6 +18,7 @@ from rich.table import Column, Table
 from mdx.cli.app import app, log, out
 from mdx.cli.options import PATCH_HELP, RUNTIME_HELP, STRIDE_HELP, THRESHOLD_HELP
 from mdx.errors import ConfigError, MdxError, ParityError
+from mdx.runtime.heap import bound_heap_growth
 from mdx.runtime.preprocess import PRESET_HELP  # in runtime/ so that `python -m runtime` says the same
 
 
@@ -106,6 +107,7 @@ def evaluate_command(
     config = _config(runtime, threads, no_xnnpack, size, mean, std, labels, preset, workers=workers, threshold=threshold,
                      positive_class=positive_class, n_boot=n_boot)
     probe_models(model, runtime=runtime)
+    bound_heap_growth()
     result = evaluate(model, data, config)
     m = result.metrics
     for skipped in result.data["skipped"]:
@@ -159,6 +161,7 @@ def predict_command(
         from mdx.runtime.cli import probe_models
 
         probe_models(model, runtime=runtime)
+        bound_heap_growth()
         result = predict_images(model, images, config, top)
     title = (f"{model.name}" + (f", {result.runtime}" if result.runtime else "") + f", {result.decision.describe()}"
              + _logits_note(result.output_kind))
@@ -262,6 +265,7 @@ def check_command(
     else:
         reference_predict = None
         probe_models(candidate, *([] if _is_keras(reference) else [reference]), runtime=runtime)
+        bound_heap_growth()
         if _is_keras(reference):
             reference, reference_predict = _keras_model(reference)
         result = check(candidate, reference, data, config, tolerances, reference_predict=reference_predict,

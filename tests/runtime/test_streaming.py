@@ -143,3 +143,55 @@ def test_the_folder_stream_lists_str_paths_in_the_order_of_the_path_listing(tmp_
     texts, text_labels = class_file_texts(tmp_path, ("b", "a"))
     assert texts == [str(p) for p in paths] and text_labels == labels
     assert [p.rsplit("/", 2)[-2:] for p in texts[:3]] == [["b", "1.jpeg"], ["b", "10.JPG"], ["b", "2.png"]]
+
+
+# After an 8 MB block is freed, glibc's dynamic threshold serves the next 2 MB block from the heap;
+# with bound_heap_growth it is still mmapped (and unmapped when freed). Prints the mmapped-block count
+# of glibc's mallinfo2 while the 2 MB block lives, and bound_heap_growth's answer.
+_MMAP_PROBE = """
+import ctypes, sys
+import numpy as np
+from mdx.runtime.heap import bound_heap_growth
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+fixed = bound_heap_growth() if sys.argv[1] == "fixed" else None
+big = np.ones(8 << 20, np.uint8)
+del big
+before = libc.mallinfo2().hblks
+mid = np.ones(2 << 20, np.uint8)
+print(fixed, libc.mallinfo2().hblks - before)
+"""
+
+
+def _mallinfo2_available() -> bool:
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).mallinfo2  # noqa: B018 (glibc >= 2.33)
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _mallinfo2_available(), reason="needs glibc's mallinfo2")
+def test_bound_heap_growth_keeps_freed_image_sized_blocks_out_of_the_heap() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+    def probe(mode: str, **extra: str) -> list[str]:
+        done = subprocess.run([sys.executable, "-c", _MMAP_PROBE, mode], capture_output=True, text=True,
+                              env={**env, **extra}, check=True)
+        return done.stdout.split()
+
+    assert probe("dynamic") == ["None", "0"]  # glibc's default: the 2 MB block lands in the heap
+    assert probe("fixed") == ["True", "1"]
+    # a threshold the user set is obeyed, not overridden
+    assert probe("fixed", MALLOC_MMAP_THRESHOLD_="33554432") == ["False", "0"]
