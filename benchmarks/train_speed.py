@@ -6,7 +6,7 @@ and 224 px on the brain MRI. Accuracy: the default recipe on the whole chest X-r
 demo's training), old frozen phase against new, with test accuracy and AUC and their bootstrap CIs.
 
     .venv/bin/python benchmarks/train_speed.py [--chest DIR] [--mri DIR] [--per-class N] [--mri-per-class N]
-        [--accuracy-per-class N] [--skip-accuracy] [--skip-throughput] [--out FILE]
+        [--accuracy-per-class N] [--seeds 0,1,2] [--skip-accuracy] [--skip-throughput] [--out FILE]
     -> benchmarks/results/<hostname>-<simd>/train_speed.json
 """
 
@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mri-per-class", type=int, default=150, help="images a class for the 224 px throughput arms")
     parser.add_argument("--accuracy-per-class", type=int, default=0,
                         help="images a class for the accuracy arms (0: all, the demo's training)")
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds for the accuracy arms")
     parser.add_argument("--skip-throughput", action="store_true", help="only the accuracy arms")
     parser.add_argument("--skip-accuracy", action="store_true", help="only the throughput arms")
     parser.add_argument("--out", type=Path, default=None)
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = context()
     flags = cpu_flags()
     payload["settings"] = {"levers": LEVERS, "per_class": args.per_class, "mri_per_class": args.mri_per_class,
-                           "accuracy_per_class": args.accuracy_per_class,
+                           "accuracy_per_class": args.accuracy_per_class, "seeds": args.seeds,
                            "recipe": "TrainConfig() defaults"}
     payload["not_run"] = {
         "bfloat16": "skipped: the CPU has none of " + ", ".join(BF16_FLAGS) if not any(f in flags for f in BF16_FLAGS)
@@ -101,10 +102,12 @@ def main(argv: list[str] | None = None) -> int:
             figures["throughput_128px_chest_xray"] = _throughput(args.chest, 128, args.per_class, work)
         if args.mri.is_dir() and not args.skip_throughput:
             figures["throughput_224px_brain_mri"] = _throughput(args.mri, 224, args.mri_per_class, work)
-        if not args.skip_accuracy:
-            figures["accuracy_128px_chest_xray"] = {
+        # seed 0 keeps the key of earlier records; other seeds get their own
+        for seed in ([] if args.skip_accuracy else [int(s) for s in args.seeds.split(",")]):
+            key = "accuracy_128px_chest_xray" + (f"_seed{seed}" if seed else "")
+            figures[key] = {
                 name: _timed_train(args.chest, {"input_size": 128, "max_images_per_class": args.accuracy_per_class,
-                                                **lever}, work / f"full-{name}")
+                                                "seed": seed, **lever}, work / f"full-{name}-{seed}")
                 for name, lever in LEVERS.items()}
     payload["figures"] = figures
     path = save("train_speed", payload, args.out)
