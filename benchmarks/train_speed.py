@@ -68,6 +68,14 @@ def _throughput(data: Path, size: int, per_class: int, work: Path) -> dict[str, 
             "speedup_vs_old": {name: round(arm["images_per_second"] / old, 3) for name, arm in arms.items()}}
 
 
+def _seed_list(text: str) -> list[int]:
+    """--seeds 0,1,2 -> [0, 1, 2]; anything else is argparse's one-line usage error."""
+    try:
+        return [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers, e.g. 0,1,2") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chest", type=Path, default=ROOT / "data" / "chest_xray", help="the demo's chest X-rays")
@@ -76,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mri-per-class", type=int, default=150, help="images a class for the 224 px throughput arms")
     parser.add_argument("--accuracy-per-class", type=int, default=0,
                         help="images a class for the accuracy arms (0: all, the demo's training)")
-    parser.add_argument("--seeds", default="0", help="comma-separated training seeds for the accuracy arms")
+    parser.add_argument("--seeds", type=_seed_list, default=[0], help="comma-separated training seeds for the accuracy arms")
     parser.add_argument("--skip-throughput", action="store_true", help="only the accuracy arms")
     parser.add_argument("--skip-accuracy", action="store_true", help="only the throughput arms")
     parser.add_argument("--out", type=Path, default=None)
@@ -103,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mri.is_dir() and not args.skip_throughput:
             figures["throughput_224px_brain_mri"] = _throughput(args.mri, 224, args.mri_per_class, work)
         # seed 0 keeps the key of earlier records; other seeds get their own
-        for seed in ([] if args.skip_accuracy else [int(s) for s in args.seeds.split(",")]):
+        for seed in ([] if args.skip_accuracy else args.seeds):
             key = "accuracy_128px_chest_xray" + (f"_seed{seed}" if seed else "")
             figures[key] = {
                 name: _timed_train(args.chest, {"input_size": 128, "max_images_per_class": args.accuracy_per_class,
