@@ -21,7 +21,7 @@ IMAGENET_DIR = REPO / "data" / "imagenet_mobilenet_v2"
 # the suite's time) starts at once and the short modules fill the other worker around it. Seconds: one
 # serial run's `--durations=0` on the 2-core AVX2 machine (2026-12-03).
 LONGEST_FIRST = (
-    "integration/test_int8_parity_real.py",  # 802
+    "integration/test_int8_parity_real.py",  # 802 (544 since 2 fine-tuning epochs, not 5)
     "integration/test_train.py",  # 246
     "cli/test_pipeline_cli.py",  # 192
     "reliability/test_resume.py",  # 191

@@ -2,9 +2,10 @@
 
 A tiny random-init model proves nothing here: its outputs hug 0.5 or saturate, and the smaller real models
 tried (96 px on 160 training images per class, 128 px on 400) were too weak to hold the gate with either
-calibration. This one is the `make demo` model: the bundled ImageNet
-MobileNetV2 fine-tuned on the whole bundled training split at 128 px (about 5 min on 2 cores), judged
-on the 624 test X-rays it never saw, with the gate users put in CI.
+calibration. This one is the `make demo` recipe on the whole bundled training split at 128 px, with 2
+fine-tuning epochs where the demo's step budget gives 5 (training took 278 s on vm-avx2): the bundled
+ImageNet MobileNetV2, judged on the 624 test X-rays it never saw, with the gate users put in CI. Shortened,
+it is no weaker: 0.931 / AUC 0.976 on test (vm-avx2, 2026-12-06; one seed) against the vm-avx2 demo's 0.917 / 0.972.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def trained(tmp_path_factory) -> SimpleNamespace:
     from mdx.train.fit import train
 
     run = tmp_path_factory.mktemp("int8-real")
-    train(CHEST_XRAY, TrainConfig(input_size=128, bootstrap=0), run / "train")  # `make demo`'s settings
+    # `make demo`'s settings but 2 fine-tuning epochs (the suite's longest wait; the demo trains 5)
+    train(CHEST_XRAY, TrainConfig(input_size=128, bootstrap=0, epochs_finetune=2), run / "train")
     return SimpleNamespace(run=run, data=CHEST_XRAY)
 
 
@@ -71,7 +73,8 @@ def test_int8_real_xrays_float_model_worth_matching_and_agreement_at_least_95pct
 # Issue 4's gate is borderline on this model, and which side it lands on depends on the machine that
 # trained it: the demo model trained on AVX2 holds it with both calibrations (4 and 6 flips of 624,
 # vm-avx2/site_calibration_400.json); the one trained on AVX-512 misses it (8 flips with the default,
-# 6 flips costing 0.64 pt with site calibration; vm-avx512_vnni/site_calibration_400.json).
+# 6 flips costing 0.64 pt with site calibration; vm-avx512_vnni/site_calibration_400.json). This
+# module's shorter-trained model, on AVX2: 7 flips (-0.48 pt) with 400 training images, 6 (-0.32 pt) site.
 # So the test holds a band that both meet with room and that a broken int8 falls far outside (plain
 # int8 without bias correction: agreement 0.954; raw-pixel calibration: the test below), and prints
 # the gate's verdict; the gate's figures per machine are the benchmark's.
@@ -83,7 +86,7 @@ def test_int8_calibrated_on_site_images_and_on_the_training_split_stays_in_the_r
 ):
     """The test split plays the deployment site, cut in two halves by patient: int8 calibrated on all of one half's
     images, unlabelled, is judged on the other half, and the two checks are pooled over the 624 test images.
-    The same run checks `mdx convert`'s default, 400 images drawn from the training split."""
+    The same run checks calibration on 400 images drawn from the training split (`mdx convert` draws 200)."""
     out = tmp_path / "site_calibration.json"
     benchmark = load_script(REPO / "benchmarks" / "site_calibration.py")
     argv = [str(trained.run), "--calibration-count", "400", "--work", str(tmp_path / "work"), "--out", str(out)]

@@ -31,7 +31,11 @@ import os, sys, time
 real_fsync = os.fsync
 def slow_fsync(fd):
     sys.stderr.write("{WRITING}\\n"); sys.stderr.flush()
-    time.sleep(120)
+    # short sleeps: the kernel may hand the signal to one of TensorFlow's threads, and then one long sleep
+    # of the main thread is not cut short and the handler runs only when it ends
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
     real_fsync(fd)
 if os.environ.get("SLOW_WRITES"):
     os.fsync = slow_fsync
