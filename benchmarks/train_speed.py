@@ -6,7 +6,7 @@ and 224 px on the brain MRI. Accuracy: the default recipe on the whole chest X-r
 demo's training), old frozen phase against new, with test accuracy and AUC and their bootstrap CIs.
 
     .venv/bin/python benchmarks/train_speed.py [--chest DIR] [--mri DIR] [--per-class N] [--mri-per-class N]
-        [--accuracy-per-class N] [--seeds 0,1,2] [--skip-accuracy] [--skip-throughput] [--out FILE]
+        [--accuracy-per-class N] [--seeds 0,1,2] [--levers old,finetune_2] [--skip-accuracy] [--skip-throughput] [--out FILE]
     -> benchmarks/results/<hostname>-<simd>/train_speed.json
 """
 
@@ -24,8 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import context, save
 
 ROOT = Path(__file__).resolve().parent.parent
-# each lever's config against the path before it (frozen_features false = the frozen phase of old records)
-LEVERS = {"old": {"frozen_features": False}, "frozen_features": {"frozen_features": True}}
+# each lever's config against the path before it (frozen_features false = the frozen phase of old records);
+# finetune_2: 2 fine-tuning epochs where the step budget gives more (5 on the demo's 4,694 X-rays)
+LEVERS = {"old": {"frozen_features": False}, "frozen_features": {"frozen_features": True},
+          "finetune_2": {"epochs_finetune": 2}}
+DEFAULT_LEVERS = ("old", "frozen_features")
 # bfloat16 pays only with native bf16 arithmetic; without it TF emulates bf16 and trains slower
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -56,11 +59,11 @@ def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
             for name in ("accuracy", "auc") if metrics.get(name)}
 
 
-def _throughput(data: Path, size: int, per_class: int, work: Path) -> dict[str, Any]:
+def _throughput(data: Path, size: int, per_class: int, work: Path, levers: dict[str, dict]) -> dict[str, Any]:
     """Each lever's epoch throughput on `per_class` images a class, every epoch of the default recipe run."""
     base = {"input_size": size, "max_images_per_class": per_class, "patience": 0, "bootstrap": 0}
     arms = {}
-    for name, lever in LEVERS.items():
+    for name, lever in levers.items():
         arms[name] = _timed_train(data, {**base, **lever}, work / f"{size}-{name}")
         print(f"{size} px {name}: {arms[name]['images_per_second']} images/s", flush=True)
     old = arms["old"]["images_per_second"]
@@ -85,15 +88,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accuracy-per-class", type=int, default=0,
                         help="images a class for the accuracy arms (0: all, the demo's training)")
     parser.add_argument("--seeds", type=_seed_list, default=[0], help="comma-separated training seeds for the accuracy arms")
+    parser.add_argument("--levers", type=lambda text: text.split(","), default=list(DEFAULT_LEVERS),
+                        help=f"comma-separated arms, old first, of {', '.join(LEVERS)} (default: {','.join(DEFAULT_LEVERS)})")
     parser.add_argument("--skip-throughput", action="store_true", help="only the accuracy arms")
     parser.add_argument("--skip-accuracy", action="store_true", help="only the throughput arms")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
+    unknown = [name for name in args.levers if name not in LEVERS]
+    if unknown or "old" not in args.levers:
+        parser.error(f"--levers {','.join(args.levers)}: expected old and some of {', '.join(LEVERS)}")
+    levers = {name: LEVERS[name] for name in args.levers}
     from mdx.runtime.machine import cpu_flags
 
     payload = context()
     flags = cpu_flags()
-    payload["settings"] = {"levers": LEVERS, "per_class": args.per_class, "mri_per_class": args.mri_per_class,
+    payload["settings"] = {"levers": levers, "per_class": args.per_class, "mri_per_class": args.mri_per_class,
                            "accuracy_per_class": args.accuracy_per_class, "seeds": args.seeds,
                            "recipe": "TrainConfig() defaults"}
     payload["not_run"] = {
@@ -107,16 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="train_speed-") as tmp:
         work = Path(tmp)
         if not args.skip_throughput:
-            figures["throughput_128px_chest_xray"] = _throughput(args.chest, 128, args.per_class, work)
+            figures["throughput_128px_chest_xray"] = _throughput(args.chest, 128, args.per_class, work, levers)
         if args.mri.is_dir() and not args.skip_throughput:
-            figures["throughput_224px_brain_mri"] = _throughput(args.mri, 224, args.mri_per_class, work)
+            figures["throughput_224px_brain_mri"] = _throughput(args.mri, 224, args.mri_per_class, work, levers)
         # seed 0 keeps the key of earlier records; other seeds get their own
         for seed in ([] if args.skip_accuracy else args.seeds):
             key = "accuracy_128px_chest_xray" + (f"_seed{seed}" if seed else "")
             figures[key] = {
                 name: _timed_train(args.chest, {"input_size": 128, "max_images_per_class": args.accuracy_per_class,
                                                 "seed": seed, **lever}, work / f"full-{name}-{seed}")
-                for name, lever in LEVERS.items()}
+                for name, lever in levers.items()}
     payload["figures"] = figures
     path = save("train_speed", payload, args.out)
     print(json.dumps(figures, indent=1))
