@@ -6,7 +6,7 @@ and 224 px on the brain MRI. Accuracy: the default recipe on the whole chest X-r
 demo's training), old frozen phase against new, with test accuracy and AUC and their bootstrap CIs.
 
     .venv/bin/python benchmarks/train_speed.py [--chest DIR] [--mri DIR] [--per-class N] [--mri-per-class N]
-        [--accuracy-per-class N] [--seeds 0,1,2] [--levers old,finetune_2] [--skip-accuracy] [--skip-throughput] [--out FILE]
+        [--accuracy-per-class N] [--seeds 0,1,2] [--levers old,finetune_2,mixed_bfloat16] [--skip-accuracy] [--skip-throughput] [--out FILE]
     -> benchmarks/results/<hostname>-<simd>/train_speed.json
 """
 
@@ -26,21 +26,30 @@ from common import context, save
 ROOT = Path(__file__).resolve().parent.parent
 # each lever's config against the path before it (frozen_features false = the frozen phase of old records);
 # finetune_2: 2 fine-tuning epochs where the step budget gives more (5 on the demo's 4,694 X-rays)
+# mixed_bfloat16: Keras' dtype policy (bf16 compute, float32 weights) around the whole training, not a
+# TrainConfig key: measured here before it becomes one (the probabilities layer stays float32)
 LEVERS = {"old": {"frozen_features": False}, "frozen_features": {"frozen_features": True},
-          "finetune_2": {"epochs_finetune": 2}}
+          "finetune_2": {"epochs_finetune": 2}, "mixed_bfloat16": {"frozen_features": False}}
+POLICIES = {"mixed_bfloat16": "mixed_bfloat16"}
 DEFAULT_LEVERS = ("old", "frozen_features")
 # bfloat16 pays only with native bf16 arithmetic; without it TF emulates bf16 and trains slower
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def _timed_train(data: Path, settings: dict[str, Any], out: Path) -> dict[str, Any]:
-    """Train once; the seconds from the model's build to the last epoch, read off the log's timestamps."""
+def _timed_train(data: Path, settings: dict[str, Any], out: Path, policy: str = "float32") -> dict[str, Any]:
+    """Train once under the Keras dtype `policy`; the seconds from the model's build to the last epoch, read
+    off the log's timestamps."""
     from mdx.train.config import TrainConfig
     from mdx.train.fit import train
+    from mdx.train.keras_shim import keras
 
     stamps: list[tuple[float, str]] = []
     config = TrainConfig.from_dict(settings)
-    result = train(data, config, out, overwrite=True, log=lambda line: stamps.append((time.perf_counter(), line)))
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        result = train(data, config, out, overwrite=True, log=lambda line: stamps.append((time.perf_counter(), line)))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
     start = next(t for t, line in stamps if line.startswith("train: ") and " train / " in line)
     epochs = [t for t, line in stamps if line.startswith("epoch ")]
     record = json.loads((out / "record.json").read_text(encoding="utf-8"))
@@ -64,7 +73,7 @@ def _throughput(data: Path, size: int, per_class: int, work: Path, levers: dict[
     base = {"input_size": size, "max_images_per_class": per_class, "patience": 0, "bootstrap": 0}
     arms = {}
     for name, lever in levers.items():
-        arms[name] = _timed_train(data, {**base, **lever}, work / f"{size}-{name}")
+        arms[name] = _timed_train(data, {**base, **lever}, work / f"{size}-{name}", POLICIES.get(name, "float32"))
         print(f"{size} px {name}: {arms[name]['images_per_second']} images/s", flush=True)
     old = arms["old"]["images_per_second"]
     return {"data": str(data), "input_size": size, "max_images_per_class": per_class, "arms": arms,
@@ -105,10 +114,14 @@ def main(argv: list[str] | None = None) -> int:
     payload["settings"] = {"levers": levers, "per_class": args.per_class, "mri_per_class": args.mri_per_class,
                            "accuracy_per_class": args.accuracy_per_class, "seeds": args.seeds,
                            "recipe": "TrainConfig() defaults"}
+    native_bf16 = any(f in flags for f in BF16_FLAGS)
+    if "mixed_bfloat16" in levers and not native_bf16:
+        parser.error("--levers mixed_bfloat16: this CPU has none of " + ", ".join(BF16_FLAGS) + ", so TF would emulate "
+                     "bf16 and train slower; drop it from --levers")
     payload["not_run"] = {
-        "bfloat16": "skipped: the CPU has none of " + ", ".join(BF16_FLAGS) if not any(f in flags for f in BF16_FLAGS)
-        else "not a lever: measured step by step by benchmarks/train_step_profile.py (1.0-1.5x a step, about 1.1-1.25x a training, on an "
-             "AVX512-BF16 EPYC, never 2x; benchmarks/README.md)",
+        "bfloat16": "skipped: the CPU has none of " + ", ".join(BF16_FLAGS) if not native_bf16
+        else "measured as the mixed_bfloat16 lever" if "mixed_bfloat16" in levers
+        else "not in --levers (see benchmarks/README.md: mixed_bfloat16)",
         "xla": "measured by hand (jit_compile=True on compile): 9.7x slower per frozen step and 11x per fine-tuning "
                "step at 128 px on vm-avx2, so not a lever; see benchmarks/README.md",
     }
@@ -124,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             key = "accuracy_128px_chest_xray" + (f"_seed{seed}" if seed else "")
             figures[key] = {
                 name: _timed_train(args.chest, {"input_size": 128, "max_images_per_class": args.accuracy_per_class,
-                                                "seed": seed, **lever}, work / f"full-{name}-{seed}")
+                                                "seed": seed, **lever}, work / f"full-{name}-{seed}",
+                                  POLICIES.get(name, "float32"))
                 for name, lever in levers.items()}
     payload["figures"] = figures
     path = save("train_speed", payload, args.out)

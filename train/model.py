@@ -127,7 +127,8 @@ def build_classifier(config: TrainConfig, n_classes: int, backbone: keras.Model)
         # a tf.random.Generator, whose state a checkpoint saves (mdx.train.checkpoint): Keras' default
         # stateful op restarts its stream with every new train function, so a resumed run would drop others
         x = keras.layers.Dropout(config.dropout, seed=config.seed, rng_type="stateful", name="dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    # float32 whatever the dtype policy: a bf16 softmax rounds probabilities to 8 bits, ties AUC and thresholds
+    outputs = keras.layers.Dense(n_classes, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"{config.backbone}_{config.head}")
 
 

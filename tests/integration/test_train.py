@@ -118,6 +118,22 @@ def test_build_classifier_other_backbones_random_init_predict(backbone: str) -> 
     assert source == "none (random init)"
 
 
+def test_build_classifier_probabilities_stay_float32_under_a_bfloat16_policy() -> None:
+    """benchmarks/train_speed.py's mixed_bfloat16 lever: bf16 softmax outputs would tie AUC and thresholds."""
+    from mdx.train.keras_shim import keras
+    from mdx.train.model import build_backbone, build_classifier
+
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        backbone_model, _ = build_backbone(TrainConfig(**TINY))
+        model = build_classifier(TrainConfig(**TINY), 2, backbone_model)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("dense").compute_dtype == "bfloat16"  # the policy did apply
+    probs = model.predict(np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 3)).astype(np.float32), verbose=0)
+    assert probs.dtype == np.float32 and model.get_layer("probabilities").compute_dtype == "float32"
+
+
 @pytest.mark.parametrize(("weights", "updates"), [("none", True), ("bundled", False)])
 def test_batchnorm_statistics_train_from_random_init_and_stay_with_pretrained_weights(weights: str, updates: bool,
                                                                                    xray_subset) -> None:
