@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mdx import interrupts
 from mdx.errors import ArtifactError, WorkerError
 from mdx.records import staged_dir, write_record
 from mdx.runtime.files import atomic_write_json, atomic_write_text
@@ -133,6 +134,20 @@ class _Phase:
     draws: int
 
 
+class _InterruptBetweenBatches(keras.callbacks.Callback):
+    """Raises a SIGINT or SIGTERM that arrived during the step at the step's end (mdx.interrupts.deferred)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._supports_tf_logs = True  # the logs stay tensors: no per-batch copy to numpy
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        interrupts.safe_point()
+
+    def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
+        interrupts.safe_point()
+
+
 def _fit_phase(model, strategy, phase: _Phase, train_ds, val_ds, total, steps, weights, log, patience, label_smoothing,
                checkpoints: Checkpoints, history: dict[str, list[float]], restore: Saved | None = None):
     """Compile and fit one phase, from its start or from `restore`; returns the history of the epochs it ran."""
@@ -148,7 +163,8 @@ def _fit_phase(model, strategy, phase: _Phase, train_ds, val_ds, total, steps, w
                                              restore_best_weights=True) if patience else None
     saver = EpochCheckpoint(checkpoints, phase=phase.index, phase_start=phase.start, draws=phase.draws,
                             history=history, early_stopping=stopping, average=average, restore=restore)
-    callbacks = [EpochProgress(total, steps, log), *(c for c in (average, stopping) if c is not None), saver]
+    callbacks = [EpochProgress(total, steps, log), *(c for c in (average, stopping) if c is not None), saver,
+                 _InterruptBetweenBatches()]
     first = phase.start
     if restore is not None:
         if restore.stopped or restore.epoch >= end:  # its epochs all ran: end it as fit would have
@@ -232,73 +248,75 @@ def train(
         n_classes = len(splits.class_names)
         log(f"train: {len(splits.train)} train / {len(splits.val)} validation / "
             f"{len(splits.test) if splits.test else 0} test images, classes {list(splits.class_names)}")
-        with strategy.scope():
-            backbone, weights_source = build_backbone(config, data_dir)
-            backbone.trainable = False
-            model = build_classifier(config, n_classes, backbone)
-        batch = config.batch_size * strategy.num_replicas_in_sync
-        train_ds = training_dataset(splits.train.images, splits.train.labels, n_classes, batch_size=batch,
-                                    preprocessing=preprocessing, augmentation=config.augmentation, seed=config.seed)
-        val_ds = evaluation_dataset(splits.val.images, splits.val.labels, n_classes, batch_size=64,
-                                    preprocessing=preprocessing)
-        weights = class_weights(splits.train.labels, n_classes) if config.class_weights else None
-        steps = int(np.ceil(len(splits.train) / batch))
-        epochs_finetune = finetune_epochs(config, steps)
-        if config.epochs_finetune is None and epochs_finetune != FINETUNE_EPOCHS:
-            log(f"train: {len(splits.train)} training images make {steps} steps an epoch: fine-tuning for "
-                f"{epochs_finetune} epochs instead of {FINETUNE_EPOCHS} to reach min_finetune_steps="
-                f"{config.min_finetune_steps}")
-        total = config.epochs_frozen + epochs_finetune
-        saved = _resume_point(checkpoints, strategy, log, total) if resume else None
-        history: dict[str, list[float]] = {k: list(v) for k, v in saved.history.items()} if saved else {}
-        phases = [(config.epochs_frozen, config.lr_frozen, None, 0),
-                  (epochs_finetune, _learning_rate(config, epochs_finetune, steps), config.finetune_blocks,
-                   config.average_epochs)]
-        done = len(history.get("loss", []))
-        draws = 0
-        for index, (epochs, learning_rate, blocks, average_epochs) in enumerate(phases):
-            if epochs == 0 or (saved is not None and index < saved.phase):
-                continue  # a phase before the checkpoint's: its weights are in the checkpoint
-            if blocks is not None:
-                unfrozen = unfreeze_top_blocks(backbone, blocks)
-                log(f"train: fine-tuning the top {blocks} blocks ({unfrozen} layers) at lr {config.lr_finetune:g}"
-                    + (", cosine decay to 0" if config.lr_schedule == "cosine" else ""))
-            restore = saved if saved is not None and index == saved.phase else None
-            start = restore.phase_start if restore else done
-            draws = restore.draws - (restore.epoch - restore.phase_start) - 1 if restore else draws
-            fitted, phase_train, phase_val = model, train_ds, val_ds
-            if blocks is None and frozen_features.supports(config):
-                seconds = time.perf_counter()
-                with strategy.scope():
-                    fitted, phase_train, phase_val = frozen_features.frozen_inputs(
-                        model, splits.train, splits.val, batch_size=batch, preprocessing=preprocessing, seed=config.seed)
-                log(f"train: frozen phase on backbone features of the un-augmented images "
-                    f"(computed in {time.perf_counter() - seconds:.0f} s)")
-            phase = _fit_phase(fitted, strategy, _Phase(index, epochs, learning_rate, average_epochs, start, draws),
-                               phase_train, phase_val, total, steps, weights, log, config.patience,
-                               config.label_smoothing, checkpoints, history, restore)
-            for key, values in phase.items():
-                history.setdefault(key, []).extend(float(v) for v in values)
-            draws += 1 + len(history.get("loss", [])) - start  # fit's first iterator, then one per epoch
+        # TF traces functions from here to the last prediction: a signal waits for the next batch (mdx.interrupts)
+        with interrupts.deferred():
+            with strategy.scope():
+                backbone, weights_source = build_backbone(config, data_dir)
+                backbone.trainable = False
+                model = build_classifier(config, n_classes, backbone)
+            batch = config.batch_size * strategy.num_replicas_in_sync
+            train_ds = training_dataset(splits.train.images, splits.train.labels, n_classes, batch_size=batch,
+                                        preprocessing=preprocessing, augmentation=config.augmentation, seed=config.seed)
+            val_ds = evaluation_dataset(splits.val.images, splits.val.labels, n_classes, batch_size=64,
+                                        preprocessing=preprocessing)
+            weights = class_weights(splits.train.labels, n_classes) if config.class_weights else None
+            steps = int(np.ceil(len(splits.train) / batch))
+            epochs_finetune = finetune_epochs(config, steps)
+            if config.epochs_finetune is None and epochs_finetune != FINETUNE_EPOCHS:
+                log(f"train: {len(splits.train)} training images make {steps} steps an epoch: fine-tuning for "
+                    f"{epochs_finetune} epochs instead of {FINETUNE_EPOCHS} to reach min_finetune_steps="
+                    f"{config.min_finetune_steps}")
+            total = config.epochs_frozen + epochs_finetune
+            saved = _resume_point(checkpoints, strategy, log, total) if resume else None
+            history: dict[str, list[float]] = {k: list(v) for k, v in saved.history.items()} if saved else {}
+            phases = [(config.epochs_frozen, config.lr_frozen, None, 0),
+                      (epochs_finetune, _learning_rate(config, epochs_finetune, steps), config.finetune_blocks,
+                       config.average_epochs)]
             done = len(history.get("loss", []))
+            draws = 0
+            for index, (epochs, learning_rate, blocks, average_epochs) in enumerate(phases):
+                if epochs == 0 or (saved is not None and index < saved.phase):
+                    continue  # a phase before the checkpoint's: its weights are in the checkpoint
+                if blocks is not None:
+                    unfrozen = unfreeze_top_blocks(backbone, blocks)
+                    log(f"train: fine-tuning the top {blocks} blocks ({unfrozen} layers) at lr {config.lr_finetune:g}"
+                        + (", cosine decay to 0" if config.lr_schedule == "cosine" else ""))
+                restore = saved if saved is not None and index == saved.phase else None
+                start = restore.phase_start if restore else done
+                draws = restore.draws - (restore.epoch - restore.phase_start) - 1 if restore else draws
+                fitted, phase_train, phase_val = model, train_ds, val_ds
+                if blocks is None and frozen_features.supports(config):
+                    seconds = time.perf_counter()
+                    with strategy.scope():
+                        fitted, phase_train, phase_val = frozen_features.frozen_inputs(
+                            model, splits.train, splits.val, batch_size=batch, preprocessing=preprocessing, seed=config.seed)
+                    log(f"train: frozen phase on backbone features of the un-augmented images "
+                        f"(computed in {time.perf_counter() - seconds:.0f} s)")
+                phase = _fit_phase(fitted, strategy, _Phase(index, epochs, learning_rate, average_epochs, start, draws),
+                                   phase_train, phase_val, total, steps, weights, log, config.patience,
+                                   config.label_smoothing, checkpoints, history, restore)
+                for key, values in phase.items():
+                    history.setdefault(key, []).extend(float(v) for v in values)
+                draws += 1 + len(history.get("loss", [])) - start  # fit's first iterator, then one per epoch
+                done = len(history.get("loss", []))
 
-        val_probs = _predict(model, splits.val, config)
-        threshold = youden_threshold(splits.val.labels, val_probs[:, 1]) if n_classes == 2 else None
-        metrics: dict[str, Any] = {
-            "validation": classification_metrics(splits.val.labels, val_probs, splits.class_names, threshold=threshold,
-                                                 n_boot=config.bootstrap, seed=config.seed),
-        }
-        curves = {}
-        if splits.test is not None:
-            test_probs = _predict(model, splits.test, config)
-            metrics["test"] = classification_metrics(splits.test.labels, test_probs, splits.class_names,
-                                                     threshold=threshold, n_boot=config.bootstrap, seed=config.seed)
-            metrics["test_at_argmax"] = classification_metrics(splits.test.labels, test_probs, splits.class_names,
-                                                               n_boot=0, seed=config.seed)
-            if n_classes == 2:
-                fpr, tpr, _ = roc_curve(splits.test.labels, test_probs[:, 1])
-                curves["test"] = (fpr, tpr, metrics["test"]["auc"]["value"])
-            plots.confusion_plot(metrics["test"]["confusion_matrix"], splits.class_names, staging / "confusion_matrix.png")
+            val_probs = _predict(model, splits.val, config)
+            threshold = youden_threshold(splits.val.labels, val_probs[:, 1]) if n_classes == 2 else None
+            metrics: dict[str, Any] = {
+                "validation": classification_metrics(splits.val.labels, val_probs, splits.class_names, threshold=threshold,
+                                                     n_boot=config.bootstrap, seed=config.seed),
+            }
+            curves = {}
+            if splits.test is not None:
+                test_probs = _predict(model, splits.test, config)
+                metrics["test"] = classification_metrics(splits.test.labels, test_probs, splits.class_names,
+                                                         threshold=threshold, n_boot=config.bootstrap, seed=config.seed)
+                metrics["test_at_argmax"] = classification_metrics(splits.test.labels, test_probs, splits.class_names,
+                                                                   n_boot=0, seed=config.seed)
+                if n_classes == 2:
+                    fpr, tpr, _ = roc_curve(splits.test.labels, test_probs[:, 1])
+                    curves["test"] = (fpr, tpr, metrics["test"]["auc"]["value"])
+                plots.confusion_plot(metrics["test"]["confusion_matrix"], splits.class_names, staging / "confusion_matrix.png")
 
         model_path = staging / "model.keras"
         model.save(model_path)

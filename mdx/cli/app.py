@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
+from mdx import interrupts
 from mdx.errors import MdxError
 
 console = Console(stderr=True, highlight=False)
@@ -59,10 +60,6 @@ def log(message: str) -> None:
     console.print(message, soft_wrap=True)
 
 
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> None:
     """Run the mdx command line: SIGINT (Ctrl-C) and SIGTERM remove staging folders and exit 130.
 
@@ -71,10 +68,10 @@ def main() -> None:
     the foreground does not reach background work. SIGTERM still stops mdx cleanly then.
     """
     # SIGTERM (kill, systemd, CI timeouts) unwinds like Ctrl-C, so staging folders are removed on the way out
-    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGTERM, interrupts.handler)
     # Python leaves an inherited SIG_IGN alone; say so here rather than rely on it, and take SIGINT otherwise
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
-        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGINT, interrupts.handler)
     app(prog_name="mdx")
 
 
