@@ -130,6 +130,13 @@ def percentiles(ms: list[float]) -> dict[str, float]:
     return {"p50_ms": round(float(p50), 4), "p90_ms": round(float(p90), 4), "mean_ms": round(float(values.mean()), 4),
             "min_ms": round(float(values.min()), 4), "runs": int(values.size)}
 
+def accuracy_auc(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A metrics.json split (or TrainResult.metrics[split]) as the result files keep it: accuracy and AUC,
+    each with its bootstrap 95% CI (None without bootstrap)."""
+    return {name: {"value": round(metrics[name]["value"], 4),
+                   "ci95": [round(v, 4) for v in metrics[name]["ci95"]] if metrics[name].get("ci95") else None}
+            for name in ("accuracy", "auc") if metrics.get(name)}
+
 
 def _accuracy(metrics: dict[str, Any]) -> float:
     value = metrics["accuracy"]

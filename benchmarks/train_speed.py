@@ -21,29 +21,30 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import context, save
+from common import accuracy_auc, context, save
 
 ROOT = Path(__file__).resolve().parent.parent
 # each lever's config against the path before it (frozen_features false = the frozen phase of old records);
 # finetune_2: 2 fine-tuning epochs where the step budget gives more (5 on the demo's 4,694 X-rays)
-# mixed_bfloat16: Keras' dtype policy (bf16 compute, float32 weights) around the whole training, not a
-# TrainConfig key: measured here before it becomes one (the probabilities layer stays float32)
+# mixed_bfloat16: the old path under Keras' dtype policy (bf16 compute, float32 weights), which is not a
+# TrainConfig key: "policy" is taken out before the rest becomes the TrainConfig
 LEVERS = {"old": {"frozen_features": False}, "frozen_features": {"frozen_features": True},
-          "finetune_2": {"epochs_finetune": 2}, "mixed_bfloat16": {"frozen_features": False}}
-POLICIES = {"mixed_bfloat16": "mixed_bfloat16"}
+          "finetune_2": {"epochs_finetune": 2}, "mixed_bfloat16": {"frozen_features": False, "policy": "mixed_bfloat16"}}
 DEFAULT_LEVERS = ("old", "frozen_features")
 # bfloat16 pays only with native bf16 arithmetic; without it TF emulates bf16 and trains slower
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-def _timed_train(data: Path, settings: dict[str, Any], out: Path, policy: str = "float32") -> dict[str, Any]:
-    """Train once under the Keras dtype `policy`; the seconds from the model's build to the last epoch, read
-    off the log's timestamps."""
+def _timed_train(data: Path, settings: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Train once (under the Keras dtype policy `settings["policy"]`, float32 by default); the seconds from
+    the model's build to the last epoch, read off the log's timestamps."""
     from mdx.train.config import TrainConfig
     from mdx.train.fit import train
     from mdx.train.keras_shim import keras
 
     stamps: list[tuple[float, str]] = []
+    settings = dict(settings)
+    policy = settings.pop("policy", "float32")
     config = TrainConfig.from_dict(settings)
     keras.mixed_precision.set_global_policy(policy)
     try:
@@ -58,14 +59,9 @@ def _timed_train(data: Path, settings: dict[str, Any], out: Path, policy: str = 
     return {"train_images": n_train, "epochs": len(epochs), "epoch_seconds": round(seconds, 2),
             "images_per_second": round(n_train * len(epochs) / seconds, 2),
             "wall_seconds": round(result.wall_seconds, 1),
-            "metrics": {split: _figures(result.metrics[split]) for split in ("validation", "test")
+            "metrics": {split: accuracy_auc(result.metrics[split]) for split in ("validation", "test")
                         if split in result.metrics}}
 
-
-def _figures(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {name: {"value": round(metrics[name]["value"], 4),
-                   "ci95": [round(v, 4) for v in metrics[name]["ci95"]] if metrics[name].get("ci95") else None}
-            for name in ("accuracy", "auc") if metrics.get(name)}
 
 
 def _throughput(data: Path, size: int, per_class: int, work: Path, levers: dict[str, dict]) -> dict[str, Any]:
@@ -73,7 +69,7 @@ def _throughput(data: Path, size: int, per_class: int, work: Path, levers: dict[
     base = {"input_size": size, "max_images_per_class": per_class, "patience": 0, "bootstrap": 0}
     arms = {}
     for name, lever in levers.items():
-        arms[name] = _timed_train(data, {**base, **lever}, work / f"{size}-{name}", POLICIES.get(name, "float32"))
+        arms[name] = _timed_train(data, {**base, **lever}, work / f"{size}-{name}")
         print(f"{size} px {name}: {arms[name]['images_per_second']} images/s", flush=True)
     old = arms["old"]["images_per_second"]
     return {"data": str(data), "input_size": size, "max_images_per_class": per_class, "arms": arms,
@@ -137,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             key = "accuracy_128px_chest_xray" + (f"_seed{seed}" if seed else "")
             figures[key] = {
                 name: _timed_train(args.chest, {"input_size": 128, "max_images_per_class": args.accuracy_per_class,
-                                                "seed": seed, **lever}, work / f"full-{name}-{seed}",
-                                  POLICIES.get(name, "float32"))
+                                                "seed": seed, **lever}, work / f"full-{name}-{seed}")
                 for name, lever in levers.items()}
     payload["figures"] = figures
     path = save("train_speed", payload, args.out)

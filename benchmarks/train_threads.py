@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import context, save
+from common import accuracy_auc, context, save
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCH = re.compile(r"^epoch \d+/\d+ .*\((\d+(?:\.\d+)?) s\)$")
@@ -47,10 +47,7 @@ def _run(data: Path, out: Path, interop: str, size: int, extra: list[str]) -> di
     n = record["data"]["counts"]["train"]
     return {"epochs": len(epochs), "epoch_seconds": round(sum(epochs), 1),
             "images_per_second": round(n * len(epochs) / sum(epochs), 2), "wall_seconds": round(wall, 1),
-            "metrics": {split: {name: {"value": round(metrics[split][name]["value"], 4),
-                                       "ci95": metrics[split][name].get("ci95")}
-                                for name in ("accuracy", "auc") if metrics[split].get(name)}
-                        for split in ("validation", "test") if split in metrics}}
+            "metrics": {split: accuracy_auc(metrics[split]) for split in ("validation", "test") if split in metrics}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,8 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=128)
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated, of {', '.join(ARMS)}")
     parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("train_flags", nargs="*", help="after --: more `mdx train` flags, the same for every arm")
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # after --: more `mdx train` flags, the same for every arm
+    train_flags = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    args.train_flags = train_flags
     arms = args.arms.split(",")
     if not set(arms) <= set(ARMS):
         parser.error(f"--arms {args.arms!r}: expected some of {', '.join(ARMS)}")
