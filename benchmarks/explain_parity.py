@@ -38,10 +38,10 @@ def _pruned_tflite(folder: Path) -> Path:
     target = folder / "tflite" / "fp32" / "model.tflite"
     if not target.is_file():
         from mdx.convert.sparse import tflite_bytes
-        from mdx.train.keras_shim import keras
+        from mdx.train.keras_load import load_model
 
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(tflite_bytes(keras.models.load_model(folder / "model.keras", compile=False)))
+        target.write_bytes(tflite_bytes(load_model(folder / "model.keras")))
     return target
 
 

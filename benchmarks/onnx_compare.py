@@ -38,9 +38,10 @@ def export_onnx(keras_path: Path, size: int, out: Path) -> float:
     """Keras -> ONNX with tf2onnx; returns seconds. Input named "image", batch dimension free."""
     import tf2onnx
 
-    from mdx.train.keras_shim import keras, tf
+    from mdx.train.keras_load import load_model
+    from mdx.train.keras_shim import tf
 
-    model = keras.models.load_model(keras_path, compile=False)
+    model = load_model(keras_path)
     started = time.perf_counter()
     spec = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
     tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(out))

@@ -87,13 +87,13 @@ def _pruned(args: argparse.Namespace, config: Any, folder: Path, parent: Path | 
 
     from mdx.convert.sparse import tflite_bytes
     from mdx.records import read_record
-    from mdx.train.keras_shim import keras
+    from mdx.train.keras_load import load_model
     from mdx.train.prune import prune
     from mdx.train.sparsity import measure_keras_sparsity
 
     if args.reuse and (folder / "record.json").is_file():
         record = read_record(folder)
-        model = keras.models.load_model(folder / "model.keras", compile=False)
+        model = load_model(folder / "model.keras")
         kernels = measure_keras_sparsity(model).select(record["pruning"]["layers"])
         print(f"prune: reusing {folder} (pruned {record['created']})", flush=True)
         return SimpleNamespace(folder=folder, model_path=folder / "model.keras", threshold=record.get("threshold"),
@@ -112,20 +112,20 @@ def _deltas(row: dict[str, Any], dense: dict[str, Any]) -> dict[str, Any]:
 
 def sweep(args: argparse.Namespace) -> dict[str, Any]:
     from mdx.runtime.machine import RELEVANT_PACKAGES, machine_facts, package_versions
-    from mdx.train.keras_shim import keras
+    from mdx.train.keras_load import load_model
     from mdx.train.prune_setup import PruneConfig, resolve_parent
     from mdx.train.sparsity import check_sparsity, measure_tflite_sparsity
 
     parent = resolve_parent(args.run)
     work = args.work or parent.run / "prune_sweep"
     inputs, labels, names = _test_split(parent)
-    dense_paths = _convert_all(parent.run, keras.models.load_model(parent.model, compile=False), work / "dense",
+    dense_paths = _convert_all(parent.run, load_model(parent.model), work / "dense",
                                args.calibration_count, False)
     dense = {name: _measure(path, inputs, labels, names, parent.record.get("threshold"), args)
              for name, path in dense_paths.items()}
     print(f"dense: fp32 {dense['fp32']}", flush=True)
     def measured(result: Any, config: Any, seconds: float) -> dict[str, Any]:
-        paths = _convert_all(result.folder, keras.models.load_model(result.model_path, compile=False),
+        paths = _convert_all(result.folder, load_model(result.model_path),
                              result.folder / "tflite", args.calibration_count, True)
         variants = {}
         layers = [k.layer for k in result.keras_sparsity.kernels]

@@ -5,7 +5,8 @@ chest X-rays the test split is shifted from train (benchmarks/README.md, "Traini
 The test split is cut in two halves by patient (the train record's `val_group_pattern`, so no patient
 is in both), each half is copied into one flat folder without labels, and the run is converted to
 int8 three times per seed: calibrated on the training split (`mdx convert`'s default), on half A and
-on half B. Each site-calibrated model is checked against FP32 on the half it did not see, the default
+on half B (the first of these is the run's own `convert/int8` when it was built with the same
+calibration count and seed and no other option, as `mdx pipeline` builds it). Each site-calibrated model is checked against FP32 on the half it did not see, the default
 one on both halves; the pooled figures (all test images, each judged by a model that never saw it)
 use `mdx check`'s rule and issue 4's gate (agreement >= 0.99, accuracy drop <= 0.5 pt). The seed
 picks which images a calibration draws; several seeds show how much of a difference is the draw.
@@ -29,6 +30,25 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ISSUE_4_GATE, check_figures, context, run_files, save
 
 HALVES = ("A", "B")
+# convert options under which the run's own convert/int8 is the default calibration this script would build
+_DEFAULT_INT8 = {"calibration_dir": None, "io": None, "bias_correction": True, "auto_fallback": False, "qat": False,
+                 "size": None, "mean": None, "std": None, "labels_file": None}
+
+
+def run_int8(run: Path, count: int, seed: int) -> Path | None:
+    """RUN/convert/int8/model.tflite when its record shows it calibrated as this script's default arm would be."""
+    import json
+
+    from mdx.quantize.calibration import DEFAULT_COUNT
+
+    folder = run / "convert" / "int8"
+    try:
+        config = json.loads((folder / "record.json").read_text())["config"]
+    except (OSError, ValueError, KeyError):
+        return None
+    same = (config.get("calibration_count") or DEFAULT_COUNT) == count and config.get("calibration_seed") == seed
+    default = all(config.get(key) == value for key, value in _DEFAULT_INT8.items())
+    return folder / "model.tflite" if same and default and (folder / "model.tflite").is_file() else None
 
 
 def split_by_patient(test_dir: Path, pattern: str | None, work: Path) -> dict[str, dict[str, Path]]:
@@ -97,12 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     gate = Tolerances(**ISSUE_4_GATE)
     checks: dict[str, dict[str, Any]] = {}
     figures: dict[str, dict[str, Any]] = {}
+    reused: list[str] = []
     for seed in seeds:
         for calibration in ("train", *HALVES):
             site = None if calibration == "train" else halves[calibration]["site"]
-            config = ConvertConfig(variants=("int8",), calibration_count=args.calibration_count, calibration_seed=seed,
-                                   calibration_dir=site, out=work / f"seed{seed}" / f"int8-{calibration}")
-            model = convert(args.run, config, on_log=print)["int8"].model_path
+            model = run_int8(args.run, args.calibration_count, seed) if calibration == "train" else None
+            if model is not None:
+                print(f"seed {seed}: calibrated on train: the run's own {model} (same calibration)", flush=True)
+                reused.append(str(model))
+            else:
+                config = ConvertConfig(variants=("int8",), calibration_count=args.calibration_count,
+                                       calibration_seed=seed, calibration_dir=site,
+                                       out=work / f"seed{seed}" / f"int8-{calibration}")
+                model = convert(args.run, config, on_log=print)["int8"].model_path
             for half in HALVES:
                 if calibration == half:
                     continue  # a model is never judged on the images it was calibrated on
@@ -121,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                "halves": {half: {"images": sum(1 for _ in halves[half]["site"].iterdir())} for half in HALVES},
                "settings": {"calibration_count": args.calibration_count, "calibration_seeds": seeds, "gate": ISSUE_4_GATE,
                             "group_pattern": record["config"].get("val_group_pattern")},
+               "reused_int8": reused,
                "figures": figures, "checks": checks}
     print(f"saved {save('site_calibration', payload, args.out)}")
     if args.work is None:

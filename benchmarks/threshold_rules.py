@@ -56,7 +56,7 @@ def measure(folder: Path) -> dict[str, Any]:
     from mdx.runtime.metrics import youden_threshold
     from mdx.runtime.preprocess import Preprocessing
     from mdx.train.data import load_splits
-    from mdx.train.keras_shim import keras
+    from mdx.train.keras_load import load_model
 
     record = read_record(folder)
     config = record.get("train_config") or record["config"]
@@ -65,7 +65,7 @@ def measure(folder: Path) -> dict[str, Any]:
     splits = load_splits(data, size=pre.size, val_fraction=float(config["val_fraction"]), seed=int(config["seed"]),
                          max_images_per_class=int(config.get("max_images_per_class", 0)),
                          group_pattern=str(config.get("val_group_pattern", "")))
-    model = keras.models.load_model(folder / "model.keras", compile=False)
+    model = load_model(folder / "model.keras")
     val = model.predict(pre.normalize(splits.val.images), batch_size=64, verbose=0)[:, 1].astype(np.float64)
     test = model.predict(pre.normalize(splits.test.images), batch_size=64, verbose=0)[:, 1].astype(np.float64)
     rules = {"argmax_j": argmax_j(splits.val.labels, val), "one_se": youden_threshold(splits.val.labels, val),

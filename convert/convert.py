@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mdx import __version__
+from mdx import __version__, interrupts
 from mdx.config import ConfigBase, require
 from mdx.convert.calibrated import Int8Context, build_calibrated, load_manifest_split, load_validation, prepare
 from mdx.convert.compat import compatibility_report, problems_for, runtime_info
@@ -247,10 +247,10 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _load_keras(path: Path) -> Any:
-    from mdx.train.keras_shim import keras
+    from mdx.train.keras_load import load_model
 
     try:
-        return keras.models.load_model(path, compile=False)
+        return load_model(path)
     except Exception as exc:  # noqa: BLE001 - Keras raises ValueError, OSError, TypeError...: one message for all
         raise ArtifactError(
             f"{path}: cannot load the Keras model ({_first_line(exc)}); pass a model saved by tf-keras"
@@ -425,22 +425,26 @@ def convert(source: Path, config: ConvertConfig, *, on_log: Log | None = None) -
                 on_log(f"warning: skipped calibration image {reason}")
     validation = load_validation(src) if config.auto_fallback else None  # refuses a model file before the slow part
     qat_splits = [load_manifest_split(src, split, "--qat") for split in ("train", "val")] if config.qat else None
-    model = _load_keras(src.model)
-    check_classifier(model, src.model, src.preprocessing.size, src.labels)
-    context = None
-    if calibration is not None:
-        # bias correction is a post-training fix; quantization-aware fine-tuning learns its own biases
-        context = prepare(model, calibration, bias_correction=config.bias_correction and not config.qat,
-                          validation=validation, tolerances=config.fallback_tolerances())
-        if qat_splits is not None:
-            context.qat_config = config.qat_config()
-            context.qat = fine_tune_quantized(model, qat_splits[0][0], qat_splits[1][0], src.preprocessing,
-                                              context.qat_config, _run_augmentation(src), on_log)
-    built: list[_Built] = []
-    for variant in config.planned:  # fp32 first: auto-fallback checks the int8 candidates against it
-        built.append(_build(model, variant, src, config, calibration, context, on_log))
-        if context is not None and context.fp32 is None:
-            context.fp32 = built[0].data
+    # TF traces functions from the model's load to the last conversion: a signal waits for a safe point
+    # (between variants, calibration images and bias-correction batches; mdx.interrupts)
+    with interrupts.deferred():
+        model = _load_keras(src.model)
+        check_classifier(model, src.model, src.preprocessing.size, src.labels)
+        context = None
+        if calibration is not None:
+            # bias correction is a post-training fix; quantization-aware fine-tuning learns its own biases
+            context = prepare(model, calibration, bias_correction=config.bias_correction and not config.qat,
+                              validation=validation, tolerances=config.fallback_tolerances())
+            if qat_splits is not None:
+                context.qat_config = config.qat_config()
+                context.qat = fine_tune_quantized(model, qat_splits[0][0], qat_splits[1][0], src.preprocessing,
+                                                  context.qat_config, _run_augmentation(src), on_log)
+        built: list[_Built] = []
+        for variant in config.planned:  # fp32 first: auto-fallback checks the int8 candidates against it
+            interrupts.safe_point()
+            built.append(_build(model, variant, src, config, calibration, context, on_log))
+            if context is not None and context.fp32 is None:
+                context.fp32 = built[0].data
     fp32_bytes = len(built[0].data)
     results: list[VariantResult] = []
     for one in built:

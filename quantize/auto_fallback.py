@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from mdx import interrupts
 from mdx.errors import ConversionError, ParityError
 from mdx.quantize.bias_correction import BiasPlan, apply_bias_correction
 from mdx.quantize.output_offset import correct_output_offset
@@ -210,7 +211,9 @@ def auto_fallback(
     from mdx.train.keras_shim import tf
 
     def dataset() -> Any:
-        return ([calibration_inputs[i:i + 1]] for i in range(len(calibration_inputs)))
+        for i in range(len(calibration_inputs)):
+            interrupts.safe_point()  # called from the converter's Python loop: a signal may stop it here
+            yield [calibration_inputs[i:i + 1]]
 
     calibrated_plain: list[bytes] = []  # without bias correction every candidate shares one calibration
 
@@ -246,6 +249,7 @@ def auto_fallback(
         reference, _ = _probabilities(fp32, validation.inputs, folder, "fp32")
         queue = [None, *ranking[:MAX_FLOAT_LAYERS]]
         for entry in queue:
+            interrupts.safe_point()
             if entry is not None:
                 denylist.append(entry[0])
             data = candidate(denylist)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mdx import interrupts
 from mdx.errors import ConversionError
 
 INT8_MAX = 127  # TFLite int8 weights are symmetric in [-127, 127] (narrow range), zero point 0
@@ -254,6 +255,7 @@ def plan_bias_correction(model: Any, inputs: np.ndarray, *, batch_size: int = 16
     by_model = _owner_map(model, targets, nested)
     probes: dict[int, Any] = {}
     for start in range(0, len(inputs), batch_size):
+        interrupts.safe_point()
         _accumulate(model, np.asarray(inputs[start:start + batch_size], np.float32), by_model, nested, probes)
     shifts, into = [], []
     for target in targets:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mdx import interrupts
 from mdx.config import ConfigBase, require
 from mdx.errors import DataError
 from mdx.quantize.recipes import RepresentativeDataset
@@ -67,6 +68,8 @@ class CalibrationSet:
 
         def generate() -> Iterator[list[np.ndarray]]:
             for index in range(inputs.shape[0]):
+                # the converter draws these from its own Python loop: a pending signal may stop it here
+                interrupts.safe_point()
                 yield [inputs[index : index + 1]]
 
         return generate

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from mdx import interrupts
 from mdx.config import ConfigBase, require
 
 Log = Callable[[str], None]
@@ -232,6 +233,7 @@ def fine_tune_quantized(model: Any, train: np.ndarray, val: np.ndarray, preproce
     for epoch in range(1, config.epochs + 1):
         order = rng.permutation(len(train))
         for index, start in enumerate(range(0, len(train), config.batch_size)):
+            interrupts.safe_point()
             step(train[order[start:start + config.batch_size]], tf.constant([config.seed, epoch * 100_000 + index]))
         history.append(agreement())
         log(f"qat: epoch {epoch}/{config.epochs}, validation agreement with FP32 {history[-1]:.4f}")

@@ -7,16 +7,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from mdx.train.keras_shim import keras
-from mdx.train.progress import EpochProgress
+from mdx.train.progress import EpochProgress, InterruptBetweenBatches
 
 Log = Callable[[str], None]
 
 
 def fine_tune(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps: int, learning_rate: float,
               weights: dict[int, float] | None, log: Log, callbacks: Sequence[Any] = ()) -> int:
-    """Compile and fit `model`; returns the epochs run."""
+    """Compile and fit `model`; returns the epochs run. Call it inside `mdx.interrupts.deferred()`: a signal
+    then stops the fit at the end of a batch, not inside TensorFlow's tracing."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.CategoricalCrossentropy(),
                   metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")])
     history = model.fit(train_ds, validation_data=val_ds, epochs=epochs, class_weight=weights,
-                        callbacks=[*callbacks, EpochProgress(epochs, steps, log)], verbose=0)
+                        callbacks=[*callbacks, EpochProgress(epochs, steps, log), InterruptBetweenBatches()], verbose=0)
     return len(history.history.get("loss", []))

@@ -43,7 +43,7 @@ from mdx.train.data import class_weights, load_splits, manifest_rows
 from mdx.train.keras_shim import keras, tf
 from mdx.train.model import build_backbone, build_classifier, preprocessing_for, unfreeze_top_blocks
 from mdx.train.pipeline_data import evaluation_dataset, training_dataset
-from mdx.train.progress import EpochProgress
+from mdx.train.progress import EpochProgress, InterruptBetweenBatches
 from mdx.train.weight_average import WeightAverage
 
 
@@ -134,20 +134,6 @@ class _Phase:
     draws: int
 
 
-class _InterruptBetweenBatches(keras.callbacks.Callback):
-    """Raises a SIGINT or SIGTERM that arrived during the step at the step's end (mdx.interrupts.deferred)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._supports_tf_logs = True  # the logs stay tensors: no per-batch copy to numpy
-
-    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        interrupts.safe_point()
-
-    def on_test_batch_end(self, batch: int, logs: Any = None) -> None:
-        interrupts.safe_point()
-
-
 def _fit_phase(model, strategy, phase: _Phase, train_ds, val_ds, total, steps, weights, log, patience, label_smoothing,
                checkpoints: Checkpoints, history: dict[str, list[float]], restore: Saved | None = None):
     """Compile and fit one phase, from its start or from `restore`; returns the history of the epochs it ran."""
@@ -164,7 +150,7 @@ def _fit_phase(model, strategy, phase: _Phase, train_ds, val_ds, total, steps, w
     saver = EpochCheckpoint(checkpoints, phase=phase.index, phase_start=phase.start, draws=phase.draws,
                             history=history, early_stopping=stopping, average=average, restore=restore)
     callbacks = [EpochProgress(total, steps, log), *(c for c in (average, stopping) if c is not None), saver,
-                 _InterruptBetweenBatches()]
+                 InterruptBetweenBatches()]
     first = phase.start
     if restore is not None:
         if restore.stopped or restore.epoch >= end:  # its epochs all ran: end it as fit would have

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from mdx import interrupts
 from mdx.errors import ConfigError
 from mdx.train.keras_shim import keras, tf
 
@@ -69,6 +70,11 @@ def grad_cam(model: Any, inputs: np.ndarray, targets: np.ndarray, layer_name: st
     """
     layers = _chain(model)
     split = _split(layers, layer_name)
+    with interrupts.deferred():  # a signal waits for the maps (mdx.interrupts)
+        return _maps(layers, split, inputs, targets)
+
+
+def _maps(layers: list[Any], split: int, inputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
     x = tf.convert_to_tensor(np.asarray(inputs, dtype=np.float32))
     for layer in layers[: split + 1]:
         x = layer(x, training=False)

@@ -51,10 +51,10 @@ def load_keras_model(model_path: Path) -> Any:
 
 @functools.lru_cache(maxsize=2)
 def _load_cached(path_text: str, _mtime_ns: int, _size: int) -> Any:
-    from mdx.train.keras_shim import keras
+    from mdx.train.keras_load import load_model
 
     try:
-        return keras.models.load_model(path_text, compile=False)
+        return load_model(path_text)
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise ArtifactError(f"{path_text}: Keras cannot load it ({exc}); re-export the model with this tf-keras") from None
 

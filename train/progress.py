@@ -8,7 +8,22 @@ from collections.abc import Callable
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from mdx import interrupts
 from mdx.train.keras_shim import keras
+
+
+class InterruptBetweenBatches(keras.callbacks.Callback):
+    """Raises a SIGINT or SIGTERM that arrived during a step at the step's end (mdx.interrupts.deferred)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._supports_tf_logs = True  # the logs stay tensors: no per-batch copy to numpy
+
+    def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+        interrupts.safe_point()
+
+    def on_test_batch_end(self, batch: int, logs: object = None) -> None:
+        interrupts.safe_point()
 
 
 class EpochProgress(keras.callbacks.Callback):

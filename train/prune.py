@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import tensorflow_model_optimization as tfmot  # after keras_shim, see above
 
+from mdx import interrupts
 from mdx.errors import ArtifactError, DataError
 from mdx.records import RECORD_NAME, staged_dir, write_record
 from mdx.runtime.files import atomic_write_json, atomic_write_text, gzip_size
@@ -35,6 +36,7 @@ from mdx.train.cluster import ClusterCount, check_clusters, fine_tune_clustered
 from mdx.train.data import class_weights, load_splits
 from mdx.train.fine_tune import fine_tune
 from mdx.train.flatten import flatten_checked
+from mdx.train.keras_load import load_model
 from mdx.train.keras_shim import keras  # before tfmot: the shim selects Keras 2 (tf-keras) for it
 from mdx.train.model import preprocessing_for
 from mdx.train.pipeline_data import evaluation_dataset, training_dataset
@@ -248,26 +250,28 @@ def prune(source: Path, config: PruneConfig, out: Path | None = None, *, fp32_tf
     with staged_dir(out, overwrite=overwrite) as staging:
         keras.utils.set_random_seed(parent.train_config.seed)
         splits = _load_splits(parent, log)
-        flat = flatten_checked(keras.models.load_model(parent.model, compile=False))
-        names, skipped = prunable_layers(flat, config.skip_first_last)
-        check_m_by_n_fits(flat, names, config.m_by_n)
-        dense_tflite = _bytes_sizes(fp32_tflite(flat))  # now: the wrappers will prune flat's own weights
-        batch = config.batch_size or parent.train_config.batch_size
-        stripped, schedule, epochs_run = _fine_tuned(flat, names, skipped, splits, parent, config, log)
-        fp32 = staging / ".fp32-check.tflite"  # in the staging folder: removed with it if a check fails
-        fp32.write_bytes(fp32_tflite(stripped))
-        keras_report, tflite_report = verify_sparsity(stripped, names, config, fp32)
-        clusters: list[ClusterCount] = []
-        if config.clusters is not None:
-            check_clusters(keras_kernels(stripped), names, config.clusters, "model.keras after strip_clustering")
-            clusters = check_clusters(tflite_kernels(fp32), names, config.clusters, "fp32 .tflite (BatchNorm folded)")
-        metrics, threshold = _evaluate(stripped, splits, parent)
-        metrics["sparsity"] = {"target": config.sparsity, "keras": keras_report.to_dict(),
-                               "tflite_fp32": tflite_report.to_dict()}
-        if clusters:
-            metrics["clusters"] = {"target": config.clusters, "max_per_channel": max(c.max_per_channel for c in clusters),
-                                   "tflite_fp32": [c.to_dict() for c in clusters]}
-        stripped.save(staging / MODEL_NAME)
+        # TF traces functions from the load to the save: a signal waits for the end of a batch (mdx.interrupts)
+        with interrupts.deferred():
+            flat = flatten_checked(load_model(parent.model))
+            names, skipped = prunable_layers(flat, config.skip_first_last)
+            check_m_by_n_fits(flat, names, config.m_by_n)
+            dense_tflite = _bytes_sizes(fp32_tflite(flat))  # now: the wrappers will prune flat's own weights
+            batch = config.batch_size or parent.train_config.batch_size
+            stripped, schedule, epochs_run = _fine_tuned(flat, names, skipped, splits, parent, config, log)
+            fp32 = staging / ".fp32-check.tflite"  # in the staging folder: removed with it if a check fails
+            fp32.write_bytes(fp32_tflite(stripped))
+            keras_report, tflite_report = verify_sparsity(stripped, names, config, fp32)
+            clusters: list[ClusterCount] = []
+            if config.clusters is not None:
+                check_clusters(keras_kernels(stripped), names, config.clusters, "model.keras after strip_clustering")
+                clusters = check_clusters(tflite_kernels(fp32), names, config.clusters, "fp32 .tflite (BatchNorm folded)")
+            metrics, threshold = _evaluate(stripped, splits, parent)
+            metrics["sparsity"] = {"target": config.sparsity, "keras": keras_report.to_dict(),
+                                   "tflite_fp32": tflite_report.to_dict()}
+            if clusters:
+                metrics["clusters"] = {"target": config.clusters, "max_per_channel": max(c.max_per_channel for c in clusters),
+                                       "tflite_fp32": [c.to_dict() for c in clusters]}
+            stripped.save(staging / MODEL_NAME)
         size = {"keras": {"parent": _sizes(parent.model), "pruned": _sizes(staging / MODEL_NAME)},
                 "tflite_fp32": {"parent": dense_tflite, "pruned": _sizes(fp32)}}
         fp32.unlink()

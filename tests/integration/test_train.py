@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,42 @@ def test_build_classifier_probabilities_stay_float32_under_a_bfloat16_policy() -
     assert model.get_layer("dense").compute_dtype == "bfloat16"  # the policy did apply
     probs = model.predict(np.random.default_rng(0).uniform(-1, 1, (64, 32, 32, 3)).astype(np.float32), verbose=0)
     assert probs.dtype == np.float32 and model.get_layer("probabilities").compute_dtype == "float32"
+
+
+def test_keras_load_fast_path_returns_the_model_tf_keras_loads_and_falls_back_for_other_formats(tmp_path: Path) -> None:
+    """mdx.train.keras_load reads a .keras archive once into memory (tf-keras re-reads it on every seek):
+    the same layers, weights and outputs as `keras.models.load_model(compile=False)`, for a compiled
+    classifier whose archive holds the optimizer's state too, as a trained one's does."""
+    from mdx.train.keras_load import load_model
+    from mdx.train.keras_shim import keras
+    from mdx.train.model import build_backbone, build_classifier
+
+    config = TrainConfig(**TINY)
+    model = build_classifier(config, 3, build_backbone(config)[0])
+    rng = np.random.default_rng(0)  # every weight off its initial value, BatchNorm statistics included
+    model.set_weights([w + rng.normal(0, 0.01, w.shape).astype(w.dtype) for w in model.get_weights()])
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    images = rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+    model.save(tmp_path / "model.keras")
+    model.save(tmp_path / "model.h5")
+
+    with zipfile.ZipFile(tmp_path / "model.keras") as archive:
+        assert b"optimizer" in archive.read("model.weights.h5")  # the state compile=False leaves out
+    stock = keras.models.load_model(tmp_path / "model.keras", compile=False)
+    fast = load_model(tmp_path / "model.keras")
+    assert fast.optimizer is None and fast.to_json() == stock.to_json()
+    assert len(fast.weights) == len(stock.weights) == len(model.weights)
+    for got, expected in zip(fast.weights, stock.weights, strict=True):
+        assert got.name == expected.name
+        np.testing.assert_array_equal(got.numpy(), expected.numpy())
+    expected = model(images, training=False).numpy()
+    np.testing.assert_array_equal(fast(images, training=False).numpy(), expected)
+    h5 = load_model(tmp_path / "model.h5")  # not a .keras archive: tf-keras loads it
+    np.testing.assert_array_equal(h5(images, training=False).numpy(), expected)
+    (tmp_path / "broken.keras").write_bytes((tmp_path / "model.keras").read_bytes()[:5000])
+    with pytest.raises(Exception, match=r"(?i)zip|file"):  # tf-keras' own error, which callers word
+        load_model(tmp_path / "broken.keras")
 
 
 @pytest.mark.parametrize(("weights", "updates"), [("none", True), ("bundled", False)])

@@ -26,6 +26,8 @@ from reliability_support import REPO, TINY, copy_xrays, error_line, golden, left
 
 WRITING = "MDX-TEST-WRITING"
 TIMING = "MDX-TEST-TIMING"
+CONVERTING = "MDX-TEST-CONVERTING"
+CONVERTED = "MDX-TEST-CONVERTED"
 SHIM = f"""
 import os, sys, time
 real_fsync = os.fsync
@@ -49,6 +51,15 @@ if os.environ.get("MARK_TIMING"):
         sys.stderr.write("{TIMING}\\n"); sys.stderr.flush()
         return real_bench(*args, **kwargs)
     bench_module.bench = marked_bench
+if os.environ.get("MARK_CONVERTING"):  # announce each variant's conversion (TensorFlow tracing, calibration)
+    import mdx.convert.convert as convert_module
+    real_tflite_bytes = convert_module.tflite_bytes
+    def marked_tflite_bytes(*args, **kwargs):
+        sys.stderr.write("{CONVERTING}\\n"); sys.stderr.flush()
+        data = real_tflite_bytes(*args, **kwargs)
+        sys.stderr.write("{CONVERTED}\\n"); sys.stderr.flush()
+        return data
+    convert_module.tflite_bytes = marked_tflite_bytes
 if os.environ.get("NO_SIGTERM_HANDLER"):  # the protection removed: SIGTERM kills at once
     import signal
     signal.signal = lambda *args: None
@@ -167,6 +178,27 @@ def test_mdx_convert_interrupted_mid_write_no_variant_folder_rerun_works(sig: si
     again = mdx(*args)
     assert again.exit_code == 0, again.output
     assert {p.parent.name for p in out.glob("*/record.json")} == {"fp32", "int8"} and not leftovers(tmp_path)
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_mdx_convert_interrupted_while_converting_exits_130_at_a_safe_point_no_variant_folder(
+        sig: signal.Signals, tmp_path: Path, micro_model: dict[str, Path]) -> None:
+    """The signal lands while TensorFlow traces and calibrates the first variant: mdx defers it to the next safe
+    point (a calibration image, the next variant, the end of the conversions; mdx.interrupts), where it unwinds
+    as exit 130, not inside TensorFlow's tracing (where it surfaced as a segfault in `mdx train`)."""
+    out = tmp_path / "convert"
+    args = ["convert", micro_model["model"], "--size", "16", "--mean", "127.5", "--std", "127.5", "--labels",
+            micro_model["labels"], "--int8", "--calibration-dir", micro_model["calibration"],
+            "--calibration-count", "4", "--out", out]
+    code, stderr = _run_and_signal(args, sig, tmp_path, ready=CONVERTING, env={"MARK_CONVERTING": "1"}, settle=0.05)
+    _assert_interrupted(code, stderr)
+    # the signal came early in fp32's conversion: that conversion ended, and mdx stopped before int8's
+    assert (stderr.count(CONVERTING), stderr.count(CONVERTED)) == (1, 1), stderr[-3000:]
+    assert "saved" not in stderr
+    assert not out.exists() or not any(out.iterdir()), list(out.iterdir())
+    assert not leftovers(tmp_path)
 
 
 @pytest.mark.parametrize("sig, moment", [(signal.SIGINT, "timing"), (signal.SIGTERM, "writing")],

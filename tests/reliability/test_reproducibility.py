@@ -64,6 +64,7 @@ def test_mdx_bench_json_records_runtime_version_and_machine(tmp_path: Path, no_p
 def test_train_same_seed_twice_identical_metrics_history_and_weights(tmp_path: Path) -> None:
     from mdx.train.config import TrainConfig
     from mdx.train.fit import train
+    from mdx.train.keras_load import load_model
     from mdx.train.keras_shim import keras
     from mdx.train.model import build_backbone, build_classifier
 
@@ -77,7 +78,7 @@ def test_train_same_seed_twice_identical_metrics_history_and_weights(tmp_path: P
     folders = [run.folder for run in runs]
     for name in ("metrics.json", "history.json", "labels.txt", "preprocessing.json"):
         assert (folders[0] / name).read_bytes() == (folders[1] / name).read_bytes(), name
-    weights = [keras.models.load_model(folder / "model.keras", compile=False).get_weights() for folder in folders]
+    weights = [load_model(folder / "model.keras").get_weights() for folder in folders]
     for first, second in zip(*weights):
         np.testing.assert_array_equal(first, second)
 
@@ -85,7 +86,7 @@ def test_train_same_seed_twice_identical_metrics_history_and_weights(tmp_path: P
     keras.utils.set_random_seed(config.seed)
     backbone, _ = build_backbone(config, data)
     initial = build_classifier(config, 2, backbone).get_layer("probabilities").get_weights()[0]
-    trained = keras.models.load_model(folders[0] / "model.keras", compile=False).get_layer("probabilities")
+    trained = load_model(folders[0] / "model.keras").get_layer("probabilities")
     assert not np.array_equal(initial, trained.get_weights()[0])
 
     record = json.loads((folders[0] / "record.json").read_text())

@@ -78,9 +78,9 @@ def _kill_at_epoch(args: list[object], epoch: int, cwd: Path, timeout: float = 3
 
 
 def _weights(folder: Path) -> list[np.ndarray]:
-    from mdx.train.keras_shim import keras
+    from mdx.train.keras_load import load_model
 
-    return keras.models.load_model(folder / "model.keras", compile=False).get_weights()
+    return load_model(folder / "model.keras").get_weights()
 
 
 @pytest.mark.tf

@@ -48,3 +48,21 @@ def test_signal_inside_deferred_without_safe_point_raises_when_the_block_ends(ha
             done.append("inner ended")
         done.append("outer ended")
     assert done == ["inner ended"]
+
+
+def test_signal_during_calibration_stops_the_representative_dataset_at_the_next_image(handler_installed) -> None:
+    """The converter draws calibration images from its own Python loop: a pending signal is raised there."""
+    import numpy as np
+
+    from mdx.quantize.calibration import CalibrationSet
+
+    calibration = CalibrationSet(inputs=np.zeros((3, 4, 4, 3), np.float32), labels=np.zeros(3, np.int64),
+                                 class_names=("a",), paths=("x", "y", "z"), skipped=(), folder="site", requested=3)
+    drawn = []
+    with pytest.raises(KeyboardInterrupt), interrupts.deferred():
+        for sample in calibration.representative_dataset()():
+            drawn.append(sample)
+            os.kill(os.getpid(), signal.SIGUSR1)
+            for _ in range(10**5):
+                pass
+    assert len(drawn) == 1
