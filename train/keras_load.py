@@ -1,8 +1,9 @@
-"""Load a `.keras` file in about a second instead of ten.
+"""Load a `.keras` file 4x faster than tf-keras (3.0 s against 12.6 s for a run's MobileNetV2 on the AVX2
+machine; benchmarks/keras_load.py).
 
 tf-keras reads `model.weights.h5` through h5py straight out of the zip archive. h5py seeks back and
 forth, and Python 3.11's zip member rewinds to its start and reads forward on every backward seek, so a
-28 MB MobileNetV2 file costs about 9 s of re-reading (Keras 3 fixed the same code in
+27 MB MobileNetV2 file costs about 8 s of re-reading (Keras 3 fixed the same code in
 keras-team/keras#19852, for keras-team/keras#19793; tf-keras did not). Here the archive's members are
 read once into memory and the weights are loaded from there, with tf-keras' own deserializer and state
 loader, so the model is the one `keras.models.load_model(path, compile=False)` returns, weight for weight
