@@ -18,11 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import context, save
-from train_step_profile import _compiled
+from train_step_profile import _compiled, random_dataset
 
 # Which op types belong to which group of the summary; the rest is "other".
 GROUPS = {
@@ -46,16 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import tensorflow as tf
 
-    from mdx.train.config import TrainConfig
-    from mdx.train.model import preprocessing_for
-    from mdx.train.pipeline_data import training_dataset
-
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (args.images, args.size, args.size, 3), dtype=np.uint8)
-    labels = rng.integers(0, 2, args.images)
-    config = TrainConfig(input_size=args.size)
-    dataset = training_dataset(images, labels, 2, batch_size=32, preprocessing=preprocessing_for(config),
-                               augmentation=config.augmentation, seed=0)
+    config, dataset = random_dataset(args.size, args.images)
     model = _compiled("float32", args.phase == "fine-tuning", config)
     model.fit(dataset.take(3), verbose=0)  # trace and compile outside the profile
     with tempfile.TemporaryDirectory() as logdir:

@@ -39,16 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     arms = args.arms.split(",")
     if not set(arms) <= set(ARMS):
         parser.error(f"--arms {args.arms!r}: expected some of {', '.join(ARMS)}")
-    from mdx.train.config import TrainConfig
-    from mdx.train.model import preprocessing_for
-    from mdx.train.pipeline_data import training_dataset
-
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (args.images, args.size, args.size, 3), dtype=np.uint8)
-    labels = rng.integers(0, 2, args.images)
-    config = TrainConfig(input_size=args.size)
-    dataset = training_dataset(images, labels, 2, batch_size=32, preprocessing=preprocessing_for(config),
-                               augmentation=config.augmentation, seed=0)
+    config, dataset = random_dataset(args.size, args.images)
     batches = int(np.ceil(args.images / 32))
     started = time.perf_counter()
     for _ in dataset:
@@ -77,6 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     payload["figures"] = figures
     print(f"saved {save(f'train_step_profile_{args.size}px', payload, args.out)}")
     return 0
+
+
+def random_dataset(size: int, count: int):
+    """(config, dataset): `count` random-pixel images at `size` px through the demo's augmentation, batches of 32."""
+    from mdx.train.config import TrainConfig
+    from mdx.train.model import preprocessing_for
+    from mdx.train.pipeline_data import training_dataset
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+    labels = rng.integers(0, 2, count)
+    config = TrainConfig(input_size=size)
+    return config, training_dataset(images, labels, 2, batch_size=32, preprocessing=preprocessing_for(config),
+                                    augmentation=config.augmentation, seed=0)
 
 
 def _compiled(arm: str, finetune: bool, config):
