@@ -1,15 +1,11 @@
 """Where a training step's time goes: the tf.data pipeline alone, a frozen and a fine-tuning step in float32,
-with XLA, in bfloat16 mixed precision, and with Keras' own padding layers, on random pixels at one input
-size (ms a batch of 32).
+with XLA, and in bfloat16 mixed precision, on random pixels at one input size (ms a batch of 32).
 
-    .venv/bin/python benchmarks/train_step_profile.py [--size 128] [--images 640]
-        [--arms float32,xla,mixed_bfloat16,explicit_padding]
+    .venv/bin/python benchmarks/train_step_profile.py [--size 128] [--images 640] [--arms float32,xla,mixed_bfloat16]
     -> benchmarks/results/<hostname>-<simd>/train_step_profile_<size>px.json
 
 bfloat16 runs Keras' `mixed_bfloat16` policy (bf16 compute, float32 weights): it pays only where the CPU
 multiplies bf16 natively (AVX512-BF16, AMX); the file's `machine.cpu_flags` say whether it did.
-explicit_padding is the float32 model as Keras builds it, ZeroPadding2D before each stride-2 convolution,
-which mdx.train.same_padding folds into the convolutions (float32 and the other arms run without them).
 
 The figures quoted under "train_speed" in benchmarks/README.md (the pipeline at 6% of a frozen step, a
 fine-tuning step at 1.64x a frozen one, XLA 10x slower) came from one run at 128 px of this script's first
@@ -29,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import context, save
 
 ROOT = Path(__file__).resolve().parent.parent
-ARMS = ("float32", "xla", "mixed_bfloat16", "explicit_padding")
+ARMS = ("float32", "xla", "mixed_bfloat16")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,7 +92,7 @@ def _compiled(arm: str, finetune: bool, config):
     keras.mixed_precision.set_global_policy("mixed_bfloat16" if arm == "mixed_bfloat16" else "float32")
     try:
         keras.utils.set_random_seed(0)
-        backbone, _ = build_backbone(config, ROOT / "data" / "chest_xray", explicit_padding=arm == "explicit_padding")
+        backbone, _ = build_backbone(config, ROOT / "data" / "chest_xray")
         backbone.trainable = False
         model = build_classifier(config, 2, backbone)
     finally:

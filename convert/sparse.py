@@ -17,8 +17,7 @@ Our head, GlobalAveragePooling2D(keepdims=False) -> Dense, needs no change: XNNP
 with or without keep_dims as the end of the subgraph (only tfmot's PruneForLatencyOnXNNPack policy
 asks for keepdims=True). The blocker is the backbone: Keras' MobileNetV2 uses padding='same' for Conv1
 and its stride-1 depthwise convs, and an asymmetric ZeroPadding2D((0, 1), (0, 1)) before its
-stride-2 depthwise convs, which mdx folds into padding='same' as well (mdx.train.same_padding), so
-XNNPACK keeps the whole graph dense and NHWC. The sparse-float variant
+stride-2 depthwise convs, so XNNPACK keeps the whole graph dense and NHWC. The sparse-float variant
 is therefore smaller but not faster with this backbone (`benchmarks/prune_sweep.py` measures both);
 a backbone rebuilt with ZeroPadding2D(1) + padding='valid' everywhere (as tfmot's XNNPACK guide
 does) would be needed for the sparse kernels.

@@ -10,7 +10,6 @@ from mdx.errors import ConfigError
 from mdx.runtime.preprocess import MOBILENET_V2, Preprocessing
 from mdx.train.config import TrainConfig
 from mdx.train.keras_shim import keras
-from mdx.train.same_padding import without_explicit_padding
 
 BUNDLED_TFLITE = Path("imagenet_mobilenet_v2") / "tf2_mobilenet_v2_1.0_224_ptq.tflite"
 WEIGHTS_ENV = "MDX_IMAGENET_TFLITE"
@@ -71,16 +70,8 @@ def _keras_backbone(config: TrainConfig, weights: str | None) -> keras.Model:
     return apps.EfficientNetB0(input_shape=shape, include_top=False, weights=weights)
 
 
-def build_backbone(config: TrainConfig, data_dir: Path | None = None,
-                   explicit_padding: bool = False) -> tuple[keras.Model, str]:
-    """The backbone (include_top=False) and where its weights came from. Its stride-2 convolutions pad
-    themselves (mdx.train.same_padding: the same function without Keras' ZeroPadding2D layers), unless
-    `explicit_padding` keeps the layer graph Keras builds (benchmarks/train_step_profile.py times both)."""
-    backbone, source = _backbone_as_keras_builds_it(config, data_dir)
-    return (backbone if explicit_padding else without_explicit_padding(backbone)), source
-
-
-def _backbone_as_keras_builds_it(config: TrainConfig, data_dir: Path | None) -> tuple[keras.Model, str]:
+def build_backbone(config: TrainConfig, data_dir: Path | None = None) -> tuple[keras.Model, str]:
+    """The backbone (include_top=False) and where its weights came from."""
     choice = config.weights
     if choice == "none":
         backbone = _keras_backbone(config, None)
