@@ -39,6 +39,8 @@ def test_train_tiny_run_writes_model_labels_threshold_and_record(tmp_path: Path,
     assert record["data"]["counts"] == {"train": 12, "val": 4, "test": 16}
     assert set(result.metrics["test"]["accuracy"]) == {"value", "ci95"}
     assert any(line.startswith("epoch 2/2  loss ") and "val_auc" in line for line in lines)
+    with zipfile.ZipFile(tmp_path / "train" / "model.keras") as archive:  # no stage reads the optimizer's state
+        assert b"optimizer" not in archive.read("model.weights.h5")
 
 
 def test_cosine_schedule_decays_the_fine_tuning_rate_to_zero_over_the_phase() -> None:
