@@ -6,7 +6,7 @@ and 224 px on the brain MRI. Accuracy: the default recipe on the whole chest X-r
 demo's training), old frozen phase against new, with test accuracy and AUC and their bootstrap CIs.
 
     .venv/bin/python benchmarks/train_speed.py [--chest DIR] [--mri DIR] [--per-class N] [--mri-per-class N]
-        [--accuracy-per-class N] [--seeds 0,1,2] [--levers old,finetune_2,mixed_bfloat16] [--skip-accuracy] [--skip-throughput] [--out FILE]
+        [--accuracy-per-class N] [--seeds 0,1,2] [--levers old,untuned_tf_data,finetune_2,mixed_bfloat16] [--skip-accuracy] [--skip-throughput] [--out FILE]
     -> benchmarks/results/<hostname>-<simd>/train_speed.json
 """
 
@@ -24,15 +24,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import accuracy_auc, context, save
 
 ROOT = Path(__file__).resolve().parent.parent
-# each lever's config against the path before it (frozen_features false = the frozen phase of old records);
+# each lever is one change to OLD, the path before any of them: the frozen phase of old records
+# (frozen_features false) and tf.data's autotuner on (tf_data_autotune, mdx.train.pipeline_data's switch);
 # finetune_2: 2 fine-tuning epochs where the step budget gives more (5 on the demo's 4,694 X-rays);
 # finetune_2_lr_2.5x: the same at 2.5 times the learning rate, so that lr x epochs matches the 5 epochs' at 1e-4
-# mixed_bfloat16: the old path under Keras' dtype policy (bf16 compute, float32 weights), which is not a
-# TrainConfig key: "policy" is taken out before the rest becomes the TrainConfig
-LEVERS = {"old": {"frozen_features": False}, "frozen_features": {"frozen_features": True},
-          "finetune_2": {"epochs_finetune": 2},
-          "finetune_2_lr_2.5x": {"epochs_finetune": 2, "lr_finetune": 2.5e-4},
-          "mixed_bfloat16": {"frozen_features": False, "policy": "mixed_bfloat16"}}
+# mixed_bfloat16: the old path under Keras' dtype policy (bf16 compute, float32 weights).
+# "policy" and "tf_data_autotune" are not TrainConfig keys: they are taken out before the rest becomes one
+OLD = {"frozen_features": False, "tf_data_autotune": True}
+CHANGES = {"old": {}, "frozen_features": {"frozen_features": True},
+           "untuned_tf_data": {"tf_data_autotune": False},
+           "finetune_2": {"epochs_finetune": 2},
+           "finetune_2_lr_2.5x": {"epochs_finetune": 2, "lr_finetune": 2.5e-4},
+           "mixed_bfloat16": {"policy": "mixed_bfloat16"}}
+LEVERS = {name: {**OLD, **change} for name, change in CHANGES.items()}
 DEFAULT_LEVERS = ("old", "frozen_features")
 # bfloat16 pays only with native bf16 arithmetic; without it TF emulates bf16 and trains slower
 BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -41,6 +45,7 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 def _timed_train(data: Path, settings: dict[str, Any], out: Path) -> dict[str, Any]:
     """Train once (under the Keras dtype policy `settings["policy"]`, float32 by default); the seconds from
     the model's build to the last epoch, read off the log's timestamps."""
+    from mdx.train import pipeline_data
     from mdx.train.config import TrainConfig
     from mdx.train.fit import train
     from mdx.train.keras_shim import keras
@@ -48,12 +53,15 @@ def _timed_train(data: Path, settings: dict[str, Any], out: Path) -> dict[str, A
     stamps: list[tuple[float, str]] = []
     settings = dict(settings)
     policy = settings.pop("policy", "float32")
+    autotune = settings.pop("tf_data_autotune", pipeline_data.TF_DATA_AUTOTUNE)
     config = TrainConfig.from_dict(settings)
     keras.mixed_precision.set_global_policy(policy)
+    default_autotune, pipeline_data.TF_DATA_AUTOTUNE = pipeline_data.TF_DATA_AUTOTUNE, autotune
     try:
         result = train(data, config, out, overwrite=True, log=lambda line: stamps.append((time.perf_counter(), line)))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+        pipeline_data.TF_DATA_AUTOTUNE = default_autotune
     start = next(t for t, line in stamps if line.startswith("train: ") and " train / " in line)
     epochs = [t for t, line in stamps if line.startswith("epoch ")]
     record = json.loads((out / "record.json").read_text(encoding="utf-8"))

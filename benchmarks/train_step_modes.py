@@ -6,6 +6,10 @@ with the other core idle. This script records every pass's ms a batch, the proce
 wall second, and the machine's idle and steal time. For comparison it also times a numpy matmul loop,
 which holds the machine's 2 cores steadily, in the same process.
 
+The slow mode was an end-of-epoch stall of tf.data's autotuner, not slower steps (epoch_end_stall.py,
+benchmarks/README.md); mdx's pipelines now run with it off, so on today's code this script should see
+only the fast mode, and a slow pass here means the stall is back.
+
     .venv/bin/python benchmarks/train_step_modes.py [--size 128] [--images 640] [--passes 8]
     -> benchmarks/results/<hostname>-<simd>/train_step_modes.json
 

@@ -197,11 +197,13 @@ def fine_tune_quantized(model: Any, train: np.ndarray, val: np.ndarray, preproce
     from mdx.train.augment import augment_batch
     from mdx.train.flatten import flatten_checked
     from mdx.train.keras_shim import keras, tf
+    from mdx.train.pipeline_data import untuned
 
     log = on_log or (lambda line: None)
     keras.utils.set_random_seed(config.seed)
-    val_inputs = preprocessing.normalize(val)
-    teacher_val = model.predict(val_inputs, batch_size=64, verbose=0).argmax(axis=1)
+    # predict on numpy builds an autotuned tf.data pipeline that stalls when it ends (mdx.train.pipeline_data)
+    val_inputs = untuned(tf.data.Dataset.from_tensor_slices(preprocessing.normalize(val)).batch(64))
+    teacher_val = model.predict(val_inputs, verbose=0).argmax(axis=1)
     flat = flatten_checked(model)
     qat = quantization_aware(flat)
     rng = np.random.default_rng(config.seed)
@@ -209,7 +211,7 @@ def fine_tune_quantized(model: Any, train: np.ndarray, val: np.ndarray, preproce
                      config.batch_size)
 
     def agreement() -> float:
-        return float(np.mean(qat.predict(val_inputs, batch_size=64, verbose=0).argmax(axis=1) == teacher_val))
+        return float(np.mean(qat.predict(val_inputs, verbose=0).argmax(axis=1) == teacher_val))
 
     history = [agreement()]
     log(f"qat: calibrated, validation agreement with FP32 {history[0]:.4f}")

@@ -15,7 +15,7 @@ from mdx.runtime.images import ImageSet
 from mdx.runtime.preprocess import Preprocessing
 from mdx.train.config import TrainConfig
 from mdx.train.keras_shim import keras, tf
-from mdx.train.pipeline_data import evaluation_dataset
+from mdx.train.pipeline_data import evaluation_dataset, untuned
 
 # the head's layers after the pooled features, in order (mdx.train.model.build_classifier's "gap" head)
 HEAD_LAYERS = ("dense", "dropout", "probabilities")
@@ -52,7 +52,7 @@ def feature_dataset(features: np.ndarray, labels: np.ndarray, n_classes: int, *,
     dataset = tf.data.Dataset.from_tensor_slices((features, one_hot))
     if seed is not None:
         dataset = dataset.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    return untuned(dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE))
 
 
 def frozen_inputs(model: keras.Model, train: ImageSet, val: ImageSet, *, batch_size: int,

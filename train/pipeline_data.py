@@ -9,6 +9,21 @@ from mdx.train.augment import augment_batch
 from mdx.train.config import Augmentation
 from mdx.train.keras_shim import tf
 
+# tf.data's autotuner starts a thread per iterator that sleeps for an optimization period doubling from
+# 10 ms, and deleting the iterator waits out that sleep: every Keras epoch and validation pass ends one,
+# so the end of an epoch stalled for 0 to ~15 s (1.9 s after a 3.4 s epoch, 14.6 s after a 26 s one on
+# vm-avx512_vnni; benchmarks/README.md "The stall at the end of an epoch"). Off, AUTOTUNE still means
+# "as many as the CPU has" for a parallel map, and prefetch keeps its own buffer heuristic. The benchmarks
+# set this to True to time the path before.
+TF_DATA_AUTOTUNE = False
+
+
+def untuned(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """`dataset` with tf.data's autotuner as TF_DATA_AUTOTUNE says (off): no stall when its iterator ends."""
+    options = tf.data.Options()
+    options.autotune.enabled = TF_DATA_AUTOTUNE
+    return dataset.with_options(options)
+
 
 def _normalizer(preprocessing: Preprocessing):
     mean = tf.constant(preprocessing.mean, dtype=tf.float32)
@@ -40,7 +55,7 @@ def training_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
-    return dataset.prefetch(tf.data.AUTOTUNE)
+    return untuned(dataset.prefetch(tf.data.AUTOTUNE))
 
 
 def evaluation_dataset(
@@ -51,4 +66,4 @@ def evaluation_dataset(
     one_hot = np.eye(n_classes, dtype=np.float32)[labels]
     dataset = tf.data.Dataset.from_tensor_slices((images, one_hot)).batch(batch_size)
     dataset = dataset.map(lambda x, y: (normalize(x), y), num_parallel_calls=tf.data.AUTOTUNE)
-    return dataset.cache().prefetch(tf.data.AUTOTUNE)
+    return untuned(dataset.cache().prefetch(tf.data.AUTOTUNE))

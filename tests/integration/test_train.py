@@ -315,6 +315,27 @@ def test_frozen_features_head_on_pooled_features_predicts_as_the_whole_model() -
     np.testing.assert_allclose(head_model(model).predict(features, verbose=0), whole, rtol=1e-4, atol=1e-5)
 
 
+def test_every_training_pipeline_runs_without_the_tf_data_autotuner() -> None:
+    # the autotuner's thread makes the end of each epoch wait out its sleep (mdx.train.pipeline_data);
+    # the options must survive the .map that Keras (class weights) and predict add on top
+    from mdx.train.frozen_features import feature_dataset
+    from mdx.train.model import preprocessing_for
+    from mdx.train.pipeline_data import evaluation_dataset, training_dataset
+
+    images = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    labels = np.array([0, 1, 0, 1])
+    preprocessing = preprocessing_for(TrainConfig(**TINY))
+    pipelines = {
+        "training": training_dataset(images, labels, 2, batch_size=2, preprocessing=preprocessing,
+                                     augmentation=Augmentation(), seed=0),
+        "evaluation": evaluation_dataset(images, labels, 2, batch_size=2, preprocessing=preprocessing),
+        "features": feature_dataset(np.zeros((4, 8), np.float32), labels, 2, batch_size=2, seed=0),
+    }
+    tuned = [name for name, dataset in pipelines.items()
+             if dataset.map(lambda x, y: x).options().autotune.enabled is not False]
+    assert not tuned, f"tf.data's autotuner is on in the {tuned} pipelines"
+
+
 @pytest.mark.parametrize("frozen_features", [True, False])
 def test_train_frozen_phase_on_cached_features_or_augmented_images_trains_the_head(
         tmp_path: Path, xray_subset, frozen_features: bool) -> None:
