@@ -11,8 +11,8 @@ from mdx.train.keras_shim import tf
 
 # tf.data's autotuner starts a thread per iterator that sleeps for an optimization period doubling from
 # 10 ms, and deleting the iterator waits out that sleep: every Keras epoch and validation pass ends one,
-# so the end of an epoch stalled for 0 to ~15 s (1.9 s after a 3.4 s epoch, 14.6 s after a 26 s one on
-# vm-avx512_vnni; benchmarks/README.md "The stall at the end of an epoch"). Off, AUTOTUNE still means
+# so the end of an epoch stalled for 0 to ~half its length (up to 1.5 s after 20 batches, 13.9 s after
+# the demo's 147 on vm-avx512_vnni; benchmarks/epoch_end_stall.py). Off, AUTOTUNE still means
 # "as many as the CPU has" for a parallel map, and prefetch keeps its own buffer heuristic. The benchmarks
 # set this to True to time the path before.
 TF_DATA_AUTOTUNE = False
